@@ -1,0 +1,231 @@
+"""LongTailDataModule: one data module for every data set, imbalance, sampler and augmentation.
+
+It yields the long-tailed train split, a balanced validation split where the
+protocol has one, and the balanced test split, and exposes the train class
+counts and class names (docs/methods/README.md §2–§5).
+
+* In-memory data sets (CIFAR, digits) are uint8 tensors; a batch is gathered
+  with one indexing op and augmented on the model's device in
+  ``on_after_batch_transfer`` — no per-image Python in the hot loop.
+* File-list data sets decode per image in workers; the uint8 crops are
+  normalised on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from longtail.data.augment import BatchAugment, BatchEval
+from longtail.data.decode import FileImageDataset
+from longtail.data.imbalance import heldout_split, lt_counts, lt_subsample
+from longtail.data.samplers import InstanceSampler
+from longtail.data.splits import ArraySplit, FileSplit
+
+VAL_MODES = ("none", "heldout", "source")
+
+
+class TensorBatches(Dataset):
+    """Map-style view of uint8 arrays whose ``__getitems__`` returns a whole batch at once."""
+
+    def __init__(self, split: ArraySplit):
+        self.images, self.labels = split.images, split.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: Sequence[int]):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index], self.labels[index]
+
+
+def _whole_batch(batch):
+    return batch
+
+
+class LongTailDataModule(L.LightningDataModule):
+    """Train (long-tailed) / val (balanced, held out) / test (balanced) splits of one source.
+
+    Args:
+        source: ``partial`` of a data source (``longtail.data.*Source``), completed with ``root``.
+        root: where the data set's files are (``datamodule.root=PATH``); ``None`` for embedded data.
+        num_classes: the class count the config expects; the source must agree.
+        channels: image channels the model expects (1 for the digits, 3 otherwise).
+        imbalance_factor: n_max / n_min of the long-tailed subsample; ``None`` keeps the split as it is.
+        imbalance_profile: ``exp`` or ``step``.
+        subset_seed: seed of the per-class shuffle (0 is the canonical split; independent of the training seed).
+        val: ``none`` (report the last epoch), ``heldout`` (last ``val_per_class`` images of every class,
+            carved out before subsampling: a different protocol) or ``source`` (the data set's own val split).
+        sampler: ``partial`` of a sampler from :mod:`longtail.data.samplers`, completed with labels and seed.
+        augment: ``partial`` of :class:`BatchAugment` for in-memory data (mean/std come from here).
+        image_size / resize: crop size and test-time resize of file-based data sets.
+    """
+
+    def __init__(
+        self,
+        source: Callable[..., Any],
+        num_classes: int,
+        root: str | None = None,
+        channels: int = 3,
+        imbalance_factor: float | None = None,
+        imbalance_profile: str = "exp",
+        subset_seed: int = 0,
+        val: str = "none",
+        val_per_class: int = 25,
+        sampler: Callable[..., torch.utils.data.Sampler] | None = None,
+        augment: Callable[..., BatchAugment] | None = None,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        image_size: int = 224,
+        resize: int = 256,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if val not in VAL_MODES:
+            raise ValueError(f"datamodule.val must be one of {VAL_MODES}, got '{val}'")
+        if imbalance_factor is not None and imbalance_factor < 1:
+            raise ValueError(
+                f"datamodule.imbalance_factor must be >= 1 (n_max / n_min, e.g. 100), got {imbalance_factor}"
+            )
+        self.source_factory, self.root = source, root
+        self.num_classes, self.channels = num_classes, channels
+        self.imbalance_factor, self.imbalance_profile, self.subset_seed = imbalance_factor, imbalance_profile, subset_seed
+        self.val_mode, self.val_per_class = val, val_per_class
+        self.sampler_factory, self.augment_factory = sampler, augment
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.image_size, self.resize, self.seed = image_size, resize, seed
+        self.train_split = self.val_split = self.test_split = None
+        self.source = None
+
+    @property
+    def protocol(self) -> str:
+        return "heldout" if self.val_mode == "heldout" else "standard"
+
+    @property
+    def has_val(self) -> bool:
+        return self.val_mode != "none"
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_split is not None:
+            return
+        self.source = self.source_factory() if self.root is None else self.source_factory(root=str(Path(self.root).expanduser()))
+        if self.source.num_classes != self.num_classes:
+            raise ValueError(
+                f"the data at '{self.root}' has {self.source.num_classes} classes but the config expects "
+                f"{self.num_classes}: pick the matching datamodule (e.g. cifar100_lt) or set datamodule.num_classes"
+            )
+        train = self.source.load("train")
+        if self.val_mode == "heldout":
+            keep, held = heldout_split(train.labels, self.val_per_class)
+            self.val_split, train = train.subset(held), train.subset(keep)
+        elif self.val_mode == "source":
+            self.val_split = self.source.load("val")
+        if self.imbalance_factor is not None:
+            pool = train.class_counts(self.num_classes)
+            counts = lt_counts(min(pool), self.num_classes, self.imbalance_factor, self.imbalance_profile)
+            train = train.subset(lt_subsample(train.labels, counts, seed=self.subset_seed))
+        self.train_split = train
+        self.test_split = self.source.load("test")
+        if isinstance(train, ArraySplit) and train.images.shape[1] != self.channels:
+            raise ValueError(
+                f"the images have {train.images.shape[1]} channels but datamodule.channels is {self.channels}"
+            )
+        self._check_disjoint()
+
+    def _check_disjoint(self) -> None:
+        if self.val_split is None:
+            return
+        if isinstance(self.val_split, FileSplit):
+            overlap = set(self.val_split.paths) & set(self.test_split.paths)
+            overlap |= set(self.val_split.paths) & set(self.train_split.paths)
+        else:
+            origin = getattr(self.source, "split_origin", {"train": "train", "val": "val", "test": "test"})
+            val_origin = "train" if self.val_mode == "heldout" else origin["val"]
+            overlap = set()
+            for name, split in (("train", self.train_split), ("test", self.test_split)):
+                if origin[name] == val_origin:
+                    overlap |= set(self.val_split.ids.tolist()) & set(split.ids.tolist())
+        if overlap:
+            raise RuntimeError(f"validation split overlaps train/test in {len(overlap)} images: the source is broken")
+
+    @property
+    def class_counts(self) -> list[int]:
+        self.setup()
+        return self.train_split.class_counts(self.num_classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        self.setup()
+        return list(self.source.class_names)
+
+    def train_dataloader(self) -> DataLoader:
+        factory = self.sampler_factory or InstanceSampler
+        sampler = factory(labels=self.train_split.labels, seed=self.seed)
+        return self._loader(self.train_split, train=True, sampler=sampler)
+
+    def val_dataloader(self):
+        return [] if self.val_split is None else self._loader(self.val_split, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, train=False)
+
+    def _loader(self, split, train: bool, sampler=None) -> DataLoader:
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if isinstance(split, ArraySplit):
+            return DataLoader(
+                TensorBatches(split), batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=_whole_batch
+            )
+        return DataLoader(
+            FileImageDataset(split, self._file_transform(train)),
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def _file_transform(self, train: bool) -> v2.Transform:
+        if train:
+            return v2.Compose([
+                v2.PILToTensor(),
+                v2.RandomResizedCrop(self.image_size, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.ColorJitter(0.4, 0.4, 0.4, 0.0),
+            ])
+        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.image_size)])
+
+    def batch_transforms(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The on-device transforms: (train, eval). File-based data is already augmented per image."""
+        if not hasattr(self, "_train_transform"):
+            in_memory = isinstance(self.train_split, ArraySplit)
+            if in_memory and self.augment_factory is not None:
+                self._train_transform = self.augment_factory(mean=self.mean, std=self.std)
+            else:
+                self._train_transform = BatchEval(self.mean, self.std)
+            self._eval_transform = BatchEval(self.mean, self.std)
+        return self._train_transform, self._eval_transform
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        train_transform, eval_transform = self.batch_transforms()
+        training = self.trainer is not None and self.trainer.training
+        transform = train_transform if training else eval_transform
+        return transform.to(images.device)(images), labels

@@ -1,0 +1,27 @@
+"""Long-tailed classification losses (baselines.md §1).
+
+Every loss is an ``nn.Module`` built with a keyword ``class_counts`` plus its hyper-parameters, maps
+``(logits (B, C), target (B,))`` to a scalar, and has a ``weight`` attribute (``None`` or a (C,) tensor)
+that a training method may reassign at any time, e.g. for deferred re-weighting.
+"""
+
+from longtail.losses.balanced_softmax import BalancedSoftmaxLoss
+from longtail.losses.ce import CrossEntropy
+from longtail.losses.focal import FocalLoss
+from longtail.losses.ldam import LDAMLoss, ldam_margins
+from longtail.losses.logit_adjust import LogitAdjustedLoss, posthoc_adjust
+from longtail.losses.weights import ClassWeightedLoss, DeferredReweighting, class_balanced_weights, log_prior
+
+__all__ = [
+    "BalancedSoftmaxLoss",
+    "ClassWeightedLoss",
+    "CrossEntropy",
+    "DeferredReweighting",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "class_balanced_weights",
+    "ldam_margins",
+    "log_prior",
+    "posthoc_adjust",
+]

@@ -1,0 +1,132 @@
+"""What every method shares: evaluation, optimisation set-up, self-describing checkpoints.
+
+A method subclasses :class:`LongTailModule` and owns only its training step.
+Validation and test run the same long-tailed metrics (``val/acc``,
+``test/acc_few``, …); a reported number is never selected on ``test/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from longtail.losses import posthoc_adjust
+from longtail.metrics import GROUPS, LongTailMetrics
+
+from longtail.checkpoint import CHECKPOINT_KEY
+
+
+class LongTailModule(L.LightningModule):
+    """Base LightningModule: a network, the train class counts, and long-tailed evaluation.
+
+    Args:
+        network: the model (backbone + head), already built.
+        class_counts: training images per class, in label order.
+        class_names: names in label order.
+        optimizer: ``functools.partial`` of a torch optimizer, called with the trainable parameters.
+        scheduler: ``partial`` called with ``(optimizer, max_epochs=...)``, stepped once per epoch.
+        shot_thresholds: (many_gt, few_lt) for the shot groups.
+        posthoc_tau: post-hoc logit adjustment at evaluation, ``z - tau·log π`` (0 = off).
+    """
+
+    frozen: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        network: nn.Module,
+        class_counts: Sequence[int],
+        class_names: Sequence[str] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        shot_thresholds: Sequence[int] = (100, 20),
+        posthoc_tau: float = 0.0,
+    ):
+        super().__init__()
+        self.class_counts = [int(c) for c in class_counts]
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(len(class_counts))]
+        num_classes = getattr(network, "num_classes", len(self.class_counts))
+        if num_classes != len(self.class_counts):
+            raise ValueError(
+                f"the model has {num_classes} outputs but the data has {len(self.class_counts)} classes: "
+                f"set model.num_classes to the data set's class count"
+            )
+        self.network = network
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.posthoc_tau = posthoc_tau
+        self.val_metrics = LongTailMetrics(self.class_counts, shot_thresholds)
+        self.test_metrics = LongTailMetrics(self.class_counts, shot_thresholds)
+        self.run_config: dict | None = None
+        self.test_results: dict[str, Any] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images)
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits used for evaluation (post-hoc adjusted when ``posthoc_tau`` is set)."""
+        logits = self(images)
+        if self.posthoc_tau:
+            logits = posthoc_adjust(logits, self.class_counts, self.posthoc_tau)
+        return logits
+
+    def train(self, mode: bool = True):
+        """Keep frozen sub-modules in eval mode (their BatchNorm statistics never change)."""
+        super().train(mode)
+        for name in self.frozen:
+            self.get_submodule(name).eval()
+        return self
+
+    def freeze(self, *names: str) -> None:
+        """Stop gradients into the named sub-modules and keep them in eval mode."""
+        for name in names:
+            self.get_submodule(name).requires_grad_(False)
+        self.frozen = tuple(dict.fromkeys(self.frozen + names))
+        self.train(self.training)
+
+    def validation_step(self, batch, batch_idx):
+        images, target = batch
+        self.val_metrics.update(self.predict_logits(images), target)
+
+    def test_step(self, batch, batch_idx):
+        images, target = batch
+        self.test_metrics.update(self.predict_logits(images), target)
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val", self.val_metrics)
+
+    def on_test_epoch_end(self):
+        results = self._log_metrics("test", self.test_metrics)
+        self.test_results = {f"test/{k}": v.tolist() if k == "acc_per_class" else float(v) for k, v in results.items()}
+
+    def _log_metrics(self, split: str, metrics: LongTailMetrics) -> dict[str, torch.Tensor]:
+        results = metrics.compute()
+        scalars = {f"{split}/{k}": results[k] for k in ("acc", *(f"acc_{g}" for g in GROUPS), "ece")}
+        self.log_dict(scalars, prog_bar=split == "val", sync_dist=False)
+        metrics.reset()
+        return results
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError(f"{type(self).__name__} trains but no optimizer is configured (method.optimizer)")
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, max_epochs=self.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "config": self.run_config,
+            "class_counts": self.class_counts,
+            "class_names": self.class_names,
+            "method": f"{type(self).__module__}.{type(self).__qualname__}",
+        }
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Initialise from the previous stage's weights (a method may keep only some parts)."""
+        self.load_state_dict(state_dict, strict=True)

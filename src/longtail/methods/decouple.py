@@ -1,0 +1,103 @@
+"""Decoupled classifier stages on a frozen backbone (Kang et al., arXiv 1910.09217).
+
+* cRT: the classifier is re-initialised and retrained (class-balanced sampling).
+* LWS: the stage-1 classifier is kept frozen and per-class scales are learned.
+* tau-norm: no training; w_c / ||w_c||^tau with the bias dropped, tau chosen on val.
+
+The backbone is frozen and kept in eval mode in all three, so no BatchNorm
+statistic moves (baselines.md §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from longtail.methods.base import LongTailModule
+from longtail.methods.erm import ERM
+from longtail.models.heads import LWSHead, TauNormHead
+from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
+
+
+class ClassifierRetraining(ERM):
+    """cRT: keep the stage-1 backbone, train a freshly initialised classifier."""
+
+    needs_init = True
+
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], **kwargs):
+        super().__init__(network, loss, **kwargs)
+        self.freeze("network.backbone")
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        load_prefix(self.network.backbone, state_dict, "network.backbone.")
+
+
+class LearnableWeightScaling(ERM):
+    """LWS: logits = s ⊙ (W f + b) with the stage-1 (W, b) frozen and s learned."""
+
+    needs_init = True
+
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], **kwargs):
+        super().__init__(network, loss, **kwargs)
+        self.network.replace_head(LWSHead(self.network.head))
+        self.freeze("network.backbone")
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        load_prefix(self.network.backbone, state_dict, "network.backbone.")
+        load_prefix(self.network.head.linear, state_dict, "network.head.")
+
+
+class TauNormalization(LongTailModule):
+    """tau-norm: a post-hoc transform of the stage-1 classifier; tau is picked on val.
+
+    Args:
+        tau: the value used when there is no validation split (1.0 on CIFAR).
+        taus: candidates swept on the validation split.
+    """
+
+    requires_training = False
+    needs_init = True
+
+    def __init__(self, network: nn.Module, tau: float = 1.0, taus: Sequence[float] | None = None, **kwargs):
+        super().__init__(network, **kwargs)
+        self.network.replace_head(TauNormHead(self.network.head, tau=tau))
+        self.freeze("network")
+        self.taus = [round(0.1 * i, 1) for i in range(21)] if taus is None else list(taus)
+        self.sweep = nn.ModuleList(
+            MulticlassAccuracy(num_classes=len(self.class_counts), average="macro") for _ in self.taus
+        )
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        load_prefix(self.network.backbone, state_dict, "network.backbone.")
+        load_prefix(self.network.head.linear, state_dict, "network.head.")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["tau"] = self.network.head.tau
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.network.head.tau = checkpoint[CHECKPOINT_KEY].get("tau", self.network.head.tau)
+
+    def validation_step(self, batch, batch_idx):
+        images, target = batch
+        features = self.network.features(images)
+        head = self.network.head
+        chosen = head.tau
+        for tau, metric in zip(self.taus, self.sweep):
+            head.tau = tau
+            metric.update(head(features), target)
+        head.tau = chosen
+        self.val_metrics.update(head(features), target)
+
+    def on_validation_epoch_end(self):
+        scores = torch.stack([metric.compute() for metric in self.sweep])
+        for metric in self.sweep:
+            metric.reset()
+        best = int(scores.argmax())
+        self.network.head.tau = self.taus[best]
+        self.log("val/tau", float(self.taus[best]))
+        self.log("val/acc_tau_best", scores[best])
+        super().on_validation_epoch_end()

@@ -1,0 +1,52 @@
+"""Empirical risk minimisation: one network, one loss, optional deferred re-weighting.
+
+This is the training step behind the CE, Focal, LDAM-DRW, Balanced Softmax,
+logit-adjustment and class-balanced baselines (baselines.md §1): which of them
+runs is the configured ``loss`` and sampler. Deferred re-weighting (Cao et al.,
+arXiv 1906.07413) switches the loss to class-balanced weights from the 0-indexed
+epoch ``drw_start`` on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from longtail.losses import DeferredReweighting
+from longtail.methods.base import LongTailModule
+
+
+class ERM(LongTailModule):
+    """Backbone + head trained with a long-tailed loss.
+
+    Args:
+        loss: ``partial`` of a loss from :mod:`longtail.losses`, completed with ``class_counts``.
+        drw_start: 0-indexed epoch from which class-balanced weights apply (``None``: never).
+        drw_beta: beta of the effective-number weights used by DRW.
+        **kwargs: see :class:`LongTailModule`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: Callable[..., nn.Module],
+        drw_start: int | None = None,
+        drw_beta: float = 0.9999,
+        **kwargs,
+    ):
+        super().__init__(network, **kwargs)
+        self.loss = loss(class_counts=self.class_counts)
+        self.reweighting = DeferredReweighting(drw_start, drw_beta)
+
+    def on_train_epoch_start(self) -> None:
+        weights = self.reweighting.weights(self.current_epoch, self.class_counts)
+        self.loss.weight = None if weights is None else weights.to(self.device)
+
+    def training_step(self, batch, batch_idx):
+        images, target = batch
+        logits = self.network(images)
+        loss = self.loss(logits, target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss

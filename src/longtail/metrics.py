@@ -1,0 +1,67 @@
+"""Long-tailed evaluation metrics: top-1, per-class, many/medium/few, ECE.
+
+Groups follow the shared protocol (docs §4): a class is *many* when its training
+count n_c > many_gt (default 100), *few* when n_c < few_lt (default 20), *medium*
+otherwise. Group accuracy is the mean of per-class accuracies over the group; an
+empty group is NaN (never 0). Everything accumulates in torchmetrics on the
+device, so a step never synchronises with the host and DDP sums are exact.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+
+GROUPS = ("many", "medium", "few")
+
+
+def shot_groups(class_counts: Sequence[int], thresholds: Sequence[int] = (100, 20)) -> dict[str, torch.Tensor]:
+    """Boolean class masks for the many / medium / few groups from training counts."""
+    many_gt, few_lt = thresholds
+    if few_lt > many_gt:
+        raise ValueError(f"shot_thresholds must be (many_gt, few_lt) with many_gt >= few_lt, got {list(thresholds)}")
+    counts = torch.as_tensor(list(class_counts))
+    many = counts > many_gt
+    few = counts < few_lt
+    return {"many": many, "medium": ~many & ~few, "few": few}
+
+
+class LongTailMetrics(nn.Module):
+    """Accumulates predictions of one split and reports the long-tailed table."""
+
+    def __init__(self, class_counts: Sequence[int], shot_thresholds: Sequence[int] = (100, 20), ece_bins: int = 15):
+        super().__init__()
+        num_classes = len(class_counts)
+        self.top1 = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.per_class = MulticlassAccuracy(num_classes=num_classes, average="none")
+        self.ece = MulticlassCalibrationError(num_classes=num_classes, n_bins=ece_bins, norm="l1")
+        for name, mask in shot_groups(class_counts, shot_thresholds).items():
+            self.register_buffer(f"mask_{name}", mask, persistent=False)
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        logits = logits.float()
+        self.top1.update(logits, target)
+        self.per_class.update(logits, target)
+        self.ece.update(logits.softmax(dim=-1), target)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        per_class = self.per_class.compute()
+        out = {"acc": self.top1.compute(), "ece": self.ece.compute()}
+        for name in GROUPS:
+            mask = getattr(self, f"mask_{name}")
+            if mask.any():
+                out[f"acc_{name}"] = per_class[mask].mean()
+            else:
+                warnings.warn(f"the '{name}' shot group is empty for these class counts; reporting NaN", stacklevel=2)
+                out[f"acc_{name}"] = torch.tensor(math.nan, device=per_class.device)
+        out["acc_per_class"] = per_class
+        return out
+
+    def reset(self) -> None:
+        for metric in (self.top1, self.per_class, self.ece):
+            metric.reset()

@@ -1,0 +1,46 @@
+"""Per-epoch learning-rate schedules used by the published recipes.
+
+* ``warmup_multistep``: linear warm-up lr·(e+1)/W for e < W, then the rate is
+  multiplied by ``gamma`` at every milestone (LDAM-DRW ``cifar_train.py``:
+  W = 5, milestones 160 and 180, gamma 0.01 on CIFAR-LT).
+* ``warmup_cosine``: optional linear warm-up, then cosine to 0 over the run,
+  stepped once per epoch (classifier-balancing ImageNet-LT configs).
+
+Both return a ``LambdaLR`` stepped per epoch; epochs are 0-indexed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def warmup_multistep(
+    optimizer: Optimizer, max_epochs: int, warmup_epochs: int = 0, milestones: Sequence[int] = (), gamma: float = 0.1
+) -> LambdaLR:
+    milestones = sorted(milestones)
+
+    def factor(epoch: int) -> float:
+        if epoch < warmup_epochs:
+            return (epoch + 1) / warmup_epochs
+        return gamma ** bisect.bisect_right(milestones, epoch)
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_cosine(optimizer: Optimizer, max_epochs: int, warmup_epochs: int = 0) -> LambdaLR:
+    def factor(epoch: int) -> float:
+        if epoch < warmup_epochs:
+            return (epoch + 1) / warmup_epochs
+        span = max(1, max_epochs - warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / span))
+
+    return LambdaLR(optimizer, factor)
+
+
+def constant(optimizer: Optimizer, max_epochs: int) -> LambdaLR:
+    return LambdaLR(optimizer, lambda epoch: 1.0)

@@ -1,0 +1,144 @@
+"""The staged-run mechanism: compose each stage's config, run it, hand over its checkpoint.
+
+An experiment is an ordered mapping ``stages`` of stage name → overrides of the
+global config (a method, a sampler, a schedule, …). A stage's config is the
+global config with its overrides merged in: a node whose ``_target_`` changes is
+replaced whole, anything else is merged key by key. ``debug`` settings are
+applied last so ``debug=smoke`` shrinks every stage. A stage starts from the
+previous stage's checkpoint, or from the stage named by its ``init_stage``
+(e.g. cRT, LWS and tau-norm side by side, each from the same CE stage).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("longtail")
+
+RESERVED = ("stages", "stage", "debug", "hydra")
+
+
+def merge_overrides(base: DictConfig, overrides: DictConfig) -> DictConfig:
+    """Merge ``overrides`` into ``base``; nodes whose ``_target_`` differs are replaced, not mixed."""
+    merged = OmegaConf.merge(base, {})
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, DictConfig) and isinstance(current, DictConfig):
+            if "_target_" in value and value.get("_target_") != current.get("_target_"):
+                merged[key] = value
+            else:
+                merged[key] = merge_overrides(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """The (name, config) of every stage to run, in order."""
+    base = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in RESERVED])
+    OmegaConf.set_struct(base, False)
+    stages = [(str(name), overrides) for name, overrides in cfg.stages.items()]
+    if cfg.get("stage") is not None:
+        name = cfg.stage.name
+        chosen = cfg.stages.get(name, cfg.stage)
+        stages = [(name, chosen)]
+    composed = []
+    for name, overrides in stages:
+        keys = [k for k in overrides if k not in ("name", "init_stage")]
+        stage_cfg = merge_overrides(base, OmegaConf.masked_copy(overrides, keys))
+        if cfg.get("debug") is not None:
+            stage_cfg = merge_overrides(stage_cfg, cfg.debug)
+        stage_cfg.stage_name = name
+        stage_cfg.init_stage = overrides.get("init_stage")
+        composed.append((name, stage_cfg))
+    return composed
+
+
+def _checkpoint_callback(callbacks):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
+    """Fit (unless the method needs no training), select the checkpoint by the §5 rule, test."""
+    from longtail.checkpoint import init_from_checkpoint
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup("fit")
+    model = instantiate(cfg.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    if init_from:
+        init_from_checkpoint(model, init_from)
+    elif getattr(model, "needs_init", False):
+        raise ValueError(
+            f"stage '{cfg.stage_name}' starts from a trained model: run the whole experiment, "
+            "or pass init_from=<checkpoint of the previous stage>"
+        )
+
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    checkpointing = _checkpoint_callback(callbacks)
+    if checkpointing is not None:
+        checkpointing.dirpath = str(stage_dir / "checkpoints")
+        if not datamodule.has_val:
+            checkpointing.monitor = None
+    loggers = [instantiate(c, save_dir=str(stage_dir)) for c in cfg.logger.values() if c is not None]
+    extra = {} if datamodule.has_val else {"limit_val_batches": 0}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir), **extra)
+
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    if getattr(model, "requires_training", True):
+        resume = str(last) if last.is_file() else None
+        if resume:
+            log.info("resuming stage '%s' from %s", cfg.stage_name, resume)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        selected = checkpointing.best_model_path if checkpointing and checkpointing.monitor else str(last)
+    else:
+        if datamodule.has_val:
+            trainer.validate(model, datamodule=datamodule)
+        trainer.strategy.connect(model)
+        trainer.save_checkpoint(last)
+        selected = str(last)
+    if not selected or not Path(selected).is_file():
+        selected = str(last)
+    trainer.test(model, datamodule=datamodule, ckpt_path=selected if getattr(model, "requires_training", True) else None)
+    results = {
+        **model.test_results,
+        "train_class_counts": datamodule.class_counts,
+        "class_names": datamodule.class_names,
+        "stage": cfg.stage_name,
+        "protocol": datamodule.protocol,
+        "checkpoint": selected,
+        "selection": f"best {checkpointing.monitor}" if checkpointing and checkpointing.monitor else "last epoch",
+    }
+    (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results, selected
+
+
+def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
+    """Run every stage in order; return the last stage's results."""
+    import lightning as L
+
+    init_from = cfg.get("init_from")
+    checkpoints: dict[str, str] = {}
+    results: dict = {}
+    for name, stage_cfg in stage_configs(cfg):
+        L.seed_everything(stage_cfg.seed, workers=True)
+        if stage_cfg.init_stage is not None:
+            if stage_cfg.init_stage not in checkpoints:
+                raise ValueError(f"stage '{name}' starts from stage '{stage_cfg.init_stage}', which has not run before it")
+            init_from = checkpoints[stage_cfg.init_stage]
+        done = output_dir / name / "results.json"
+        if done.is_file():
+            log.info("stage '%s' already finished in %s; reusing it", name, done.parent)
+            results = json.loads(done.read_text())
+        else:
+            results, _ = run_stage(stage_cfg, output_dir / name, init_from)
+        init_from = checkpoints[name] = results["checkpoint"]
+    return results

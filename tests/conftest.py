@@ -1,0 +1,72 @@
+"""Shared fixtures: compose the Hydra config as `python -m longtail.run` would, and run it in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
+
+import longtail
+
+CONF_DIR = Path(longtail.__file__).parent / "conf"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_config(overrides=()):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def run(overrides, output_dir: Path) -> dict:
+    """Run an experiment in ``output_dir`` (quietly: no progress bar) and return its results."""
+    from longtail.stages import run_experiment
+
+    cfg = compose_config(["trainer.enable_progress_bar=false", *overrides])
+    return run_experiment(cfg, Path(output_dir))
+
+
+def real_cifar10() -> Path | None:
+    """The real CIFAR-10 (image-folder tarball or extracted tree) from $LONGTAIL_CIFAR10 or ../shared/data."""
+    candidates = [os.environ.get("LONGTAIL_CIFAR10"), REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]
+    return next((Path(c) for c in candidates if c and Path(c).exists()), None)
+
+
+def read_results(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+class KillAtEpoch(Callback):
+    """Simulates a run killed at the start of a given epoch."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+class RecordLossWeights(Callback):
+    """Writes to ``path``, per epoch, whether the loss carried class weights during training."""
+
+    def __init__(self, path: str):
+        self.path, self.weighted = Path(path), []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            self.weighted.append(pl_module.loss.weight is not None)
+
+    def on_train_end(self, trainer, pl_module):
+        self.path.write_text(json.dumps(self.weighted))
+
+
+@pytest.fixture(scope="session")
+def digits_ce_run(tmp_path_factory):
+    """One short run of the embedded default, shared by the tests that only read its outputs."""
+    out = tmp_path_factory.mktemp("digits_ce")
+    results = run(["trainer.max_epochs=3"], out)
+    return out, results

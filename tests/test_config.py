@@ -1,0 +1,98 @@
+"""The Hydra config tree: every experiment composes, selects honestly, and is found from a wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import CONF_DIR, REPO, compose_config
+from longtail.stages import stage_configs
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+REQUIRED = [f"{m}_{d}" for m in ("ce", "focal", "ldam_drw", "balanced_softmax", "logit_adjust", "crt", "tau_norm")
+            for d in ("cifar10", "cifar100")] + ["ce_imagenet_lt_resnet50"]
+
+
+def test_the_issue_experiments_exist():
+    assert set(REQUIRED) <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_never_selects_on_test(experiment):
+    cfg = compose_config([f"experiment={experiment}"])
+    assert cfg.name == experiment
+    for name, stage in stage_configs(cfg):
+        monitors = [c.get("monitor") for c in stage.callbacks.values() if c is not None and "monitor" in c]
+        assert all(m is None or m.startswith("val/") for m in monitors), (name, monitors)
+        network = instantiate(stage.method.network)
+        assert network.num_classes == stage.datamodule.num_classes
+
+
+@pytest.mark.parametrize("experiment", ["ce_cifar10", "crt_cifar100", "ldam_drw_cifar10"])
+def test_cifar_recipe_is_the_published_schedule(experiment):
+    cfg = compose_config([f"experiment={experiment}"])
+    (_, first), *rest = stage_configs(cfg)
+    assert first.trainer.max_epochs == 200 and first.model.backbone == "resnet32"
+    assert first.method.optimizer.lr == 0.1 and first.method.scheduler.milestones == [160, 180]
+    assert first.datamodule.imbalance_factor == 100 and first.datamodule.subset_seed == 0
+    for _, stage in rest:
+        assert stage.method._target_.startswith("longtail.methods.decouple.")
+
+
+def test_smoke_shrinks_every_stage_but_keeps_data_and_method():
+    full = dict(stage_configs(compose_config(["experiment=crt_cifar10"])))
+    smoke = dict(stage_configs(compose_config(["experiment=crt_cifar10", "debug=smoke"])))
+    for name in full:
+        assert smoke[name].trainer.max_epochs <= 2 < full[name].trainer.max_epochs
+        assert smoke[name].method == full[name].method
+        assert smoke[name].datamodule == full[name].datamodule
+
+
+def test_fidelity_reference_turns_on_the_quirk_flags():
+    cfg = compose_config(["experiment=focal_cifar10", "fidelity=reference"])
+    assert cfg.loss.pt_from_weighted_ce is True
+    assert compose_config(["experiment=focal_cifar10"]).loss.pt_from_weighted_ce is False
+
+
+def test_an_unknown_config_key_is_an_error_naming_it():
+    with pytest.raises(ConfigCompositionException, match="max_epoch"):
+        compose_config(["trainer.max_epoch=3"])
+    with pytest.raises(ConfigCompositionException, match="no_such_experiment"):
+        compose_config(["experiment=no_such_experiment"])
+
+
+def test_the_config_tree_ships_in_the_wheel_and_runs_from_any_directory(tmp_path):
+    wheel_dir, target, cwd = tmp_path / "wheel", tmp_path / "site", tmp_path / "elsewhere"
+    cwd.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO)], check=True)
+    wheel = next(wheel_dir.glob("longtail-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    assert (target / "longtail" / "conf" / "config.yaml").is_file()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    run_dir = tmp_path / "run"
+    subprocess.run(
+        [sys.executable, "-m", "longtail.run", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+         f"hydra.run.dir={run_dir}"],
+        cwd=cwd, env=env, check=True, capture_output=True, text=True,
+    )
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["checkpoint"].startswith(str(run_dir))
+    where = subprocess.run([sys.executable, "-c", "import longtail; print(longtail.__file__)"],
+                           cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+    assert where.startswith(str(target))
+    assert {"test/acc", "test/acc_few"} <= set(results)
+
+
+def test_resolved_config_round_trips_through_yaml():
+    cfg = compose_config(["experiment=ce_cifar100"])
+    for _, stage in stage_configs(cfg):
+        assert OmegaConf.to_yaml(stage, resolve=True)
