@@ -321,6 +321,19 @@ def test_cifar_tarball_cache_outside_readonly_folder(tmp_path, monkeypatch):
     assert len(CIFARSource(archive, num_classes=10).load("train")) == 30
 
 
+def test_read_only_folder_caches_in_user_dir(folder_tree, tmp_path, monkeypatch):
+    root, _ = folder_tree
+    monkeypatch.setenv("LONGTAIL_CACHE_DIR", str(tmp_path / "user_cache"))
+    root.chmod(0o555)  # no write bit: respected even when running as root
+    try:
+        source = ImageFolderSource(root, in_memory=True)
+        assert len(source.load("train")) == 18
+        assert source.tree.cache_dir.parent == tmp_path / "user_cache"
+        assert not (root / ".longtail_cache").exists()
+    finally:
+        root.chmod(0o755)
+
+
 def test_image_folder_source(folder_tree, monkeypatch):
     root, written = folder_tree
     source = ImageFolderSource(root)

@@ -82,7 +82,7 @@ def test_one_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
 
 
 def test_a_killed_run_resumes_from_last_ckpt_with_the_same_result(tmp_path):
-    common = ["trainer.max_epochs=4", "method.scheduler.warmup_epochs=1"]
+    common = ["trainer.max_epochs=4", "scheduler.warmup_epochs=1"]
     reference = run(common, tmp_path / "reference")
     with pytest.raises(RuntimeError, match="killed"):
         run([*common, "+callbacks.kill._target_=conftest.KillAtEpoch", "+callbacks.kill.epoch=2"], tmp_path / "killed")

@@ -141,19 +141,19 @@ class ListSource:
         return data
 
 
-def imagenet_lt(root: str | Path, **kwargs) -> ListSource:
+def imagenet_lt(root: str | Path, num_classes: int = 1000, **kwargs) -> ListSource:
     """ImageNet-LT: 1,000 classes; val 20/class (ILSVRC train images), test 50/class (ILSVRC val images)."""
     return ListSource(root, "ImageNet_LT_train.txt", "ImageNet_LT_test.txt", "ImageNet_LT_val.txt",
-                      num_classes=1000, class_names_from="folder", name="ImageNet-LT", **kwargs)
+                      num_classes=num_classes, class_names_from="folder", name="ImageNet-LT", **kwargs)
 
 
-def places_lt(root: str | Path, **kwargs) -> ListSource:
+def places_lt(root: str | Path, num_classes: int = 365, **kwargs) -> ListSource:
     """Places-LT: 365 classes; val 20/class (Places365 train images), test 100/class (Places365 val images)."""
     return ListSource(root, "Places_LT_train.txt", "Places_LT_test.txt", "Places_LT_val.txt",
-                      num_classes=365, class_names_from="folder", name="Places-LT", **kwargs)
+                      num_classes=num_classes, class_names_from="folder", name="Places-LT", **kwargs)
 
 
-def inat2018(root: str | Path, **kwargs) -> ListSource:
+def inat2018(root: str | Path, num_classes: int = 8142, **kwargs) -> ListSource:
     """iNaturalist 2018: 8,142 classes; the official val list (3/class) is the test set; no val split."""
     return ListSource(root, "iNaturalist18_train.txt", "iNaturalist18_val.txt", None,
-                      num_classes=8142, class_names_from="label", name="iNaturalist 2018", **kwargs)
+                      num_classes=num_classes, class_names_from="label", name="iNaturalist 2018", **kwargs)
