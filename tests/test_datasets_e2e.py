@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hydra.utils import instantiate
-
 from conftest import compose_config, real_cifar10, run
 from fakedata import make_cifar_pickles, make_image_folder, make_list_dataset
+from hydra.utils import instantiate
+
 from longtail.data.imbalance import lt_counts
 
 CIFAR10 = real_cifar10()

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from golden import load_golden, tol
 from torch.nn import functional as F
 
-from golden import load_golden, tol
 from longtail.losses import (
     BalancedSoftmaxLoss,
     CrossEntropy,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import read_results, run
 
 import longtail
-from conftest import read_results, run
 
 RESULT_KEYS = {"test/acc", "test/acc_many", "test/acc_medium", "test/acc_few", "test/ece", "test/acc_per_class",
                "train_class_counts", "class_names"}

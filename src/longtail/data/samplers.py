@@ -139,14 +139,11 @@ class ClassAwareSampler(_ClassSampler):
         self,
         labels: Labels,
         num_samples_cls: int = 4,
-        seed: int = 0,
-        num_classes: int | None = None,
-        num_replicas: int | None = None,
-        rank: int | None = None,
+        **kwargs,
     ):
         if num_samples_cls < 1:
             raise ValueError(f"num_samples_cls must be >= 1, got {num_samples_cls}")
-        super().__init__(labels, seed=seed, num_classes=num_classes, num_replicas=num_replicas, rank=rank)
+        super().__init__(labels, **kwargs)
         self.num_samples_cls = int(num_samples_cls)
         order = torch.argsort(self.labels, stable=True)
         self.class_indices = list(torch.split(order, self.counts.tolist()))
@@ -190,12 +187,9 @@ class SquareRootSampler(_WeightedClassSampler):
         self,
         labels: Labels,
         q: float = 0.5,
-        seed: int = 0,
-        num_classes: int | None = None,
-        num_replicas: int | None = None,
-        rank: int | None = None,
+        **kwargs,
     ):
-        super().__init__(labels, seed=seed, num_classes=num_classes, num_replicas=num_replicas, rank=rank)
+        super().__init__(labels, **kwargs)
         self.q = float(q)
 
     @property
@@ -207,15 +201,8 @@ class SquareRootSampler(_WeightedClassSampler):
 class ClassBalancedSampler(SquareRootSampler):
     """Class-balanced sampling: the square-root sampler with q = 0 (cRT on CIFAR, BagofTricks-LT)."""
 
-    def __init__(
-        self,
-        labels: Labels,
-        seed: int = 0,
-        num_classes: int | None = None,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ):
-        super().__init__(labels, q=0.0, seed=seed, num_classes=num_classes, num_replicas=num_replicas, rank=rank)
+    def __init__(self, labels: Labels, **kwargs):
+        super().__init__(labels, q=0.0, **kwargs)
 
 
 class ProgressiveSampler(_WeightedClassSampler):
@@ -228,14 +215,11 @@ class ProgressiveSampler(_WeightedClassSampler):
         self,
         labels: Labels,
         max_epochs: int,
-        seed: int = 0,
-        num_classes: int | None = None,
-        num_replicas: int | None = None,
-        rank: int | None = None,
+        **kwargs,
     ):
         if max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
-        super().__init__(labels, seed=seed, num_classes=num_classes, num_replicas=num_replicas, rank=rank)
+        super().__init__(labels, **kwargs)
         self.max_epochs = int(max_epochs)
 
     @property

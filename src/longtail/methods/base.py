@@ -14,10 +14,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from longtail.checkpoint import CHECKPOINT_KEY
 from longtail.losses import posthoc_adjust
 from longtail.metrics import GROUPS, LongTailMetrics
-
-from longtail.checkpoint import CHECKPOINT_KEY
 
 
 class LongTailModule(L.LightningModule):

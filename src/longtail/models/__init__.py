@@ -4,11 +4,11 @@ Importing this package registers every backbone (CIFAR ResNets, torchvision
 ImageNet ResNets, the ``timm:`` family).
 """
 
+from longtail.models import resnet_imagenet
 from longtail.models.heads import HEADS, CosineHead, LinearHead, LWSHead, TauNormHead, create_head
 from longtail.models.network import Network
 from longtail.models.registry import create_backbone, list_backbones, register_backbone, register_backbone_family
 from longtail.models.resnet_cifar import BasicBlock, ResNetCifar, ShortcutA, make_stage
-from longtail.models import resnet_imagenet
 
 __all__ = [
     "HEADS",
