@@ -86,6 +86,14 @@ def test_ece_matches_its_definition_with_15_bins():
     assert metrics.compute()["ece"] == pytest.approx(float(ece), abs=1e-5)
 
 
+def test_a_class_without_test_samples_is_nan_and_left_out_of_its_group():
+    metrics = LongTailMetrics([500, 400, 50])
+    metrics.update(torch.eye(3)[:2] * 5, torch.tensor([0, 0]))
+    out = metrics.compute()
+    assert out["acc_per_class"][0] == 0.5 and math.isnan(out["acc_per_class"][1])
+    assert out["acc_many"] == 0.5
+
+
 def test_thresholds_must_be_ordered():
     with pytest.raises(ValueError, match="shot_thresholds"):
         shot_groups([10, 20], (20, 100))

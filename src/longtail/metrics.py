@@ -3,7 +3,9 @@
 Groups follow the shared protocol (docs §4): a class is *many* when its training
 count n_c > many_gt (default 100), *few* when n_c < few_lt (default 20), *medium*
 otherwise. Group accuracy is the mean of per-class accuracies over the group; an
-empty group is NaN (never 0). Everything accumulates in torchmetrics on the
+empty group is NaN (never 0). A class with no evaluated sample (e.g. a run
+limited to a few test batches) has NaN accuracy and is left out of its
+group's mean. Everything accumulates in torchmetrics on the
 device, so a step never synchronises with the host and DDP sums are exact.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 GROUPS = ("many", "medium", "few")
 
@@ -38,7 +40,7 @@ class LongTailMetrics(nn.Module):
         super().__init__()
         num_classes = len(class_counts)
         self.top1 = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.per_class = MulticlassAccuracy(num_classes=num_classes, average="none")
+        self.confusion = MulticlassConfusionMatrix(num_classes=num_classes)
         self.ece = MulticlassCalibrationError(num_classes=num_classes, n_bins=ece_bins, norm="l1")
         for name, mask in shot_groups(class_counts, shot_thresholds).items():
             self.register_buffer(f"mask_{name}", mask, persistent=False)
@@ -46,22 +48,24 @@ class LongTailMetrics(nn.Module):
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         logits = logits.float()
         self.top1.update(logits, target)
-        self.per_class.update(logits, target)
+        self.confusion.update(logits, target)
         self.ece.update(logits.softmax(dim=-1), target)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        per_class = self.per_class.compute()
+        confusion = self.confusion.compute()
+        per_class = confusion.diagonal() / confusion.sum(dim=1)
         out = {"acc": self.top1.compute(), "ece": self.ece.compute()}
         for name in GROUPS:
             mask = getattr(self, f"mask_{name}")
             if mask.any():
-                out[f"acc_{name}"] = per_class[mask].mean()
+                out[f"acc_{name}"] = per_class[mask].nanmean()
             else:
                 warnings.warn(f"the '{name}' shot group is empty for these class counts; reporting NaN", stacklevel=2)
                 out[f"acc_{name}"] = torch.tensor(math.nan, device=per_class.device)
         out["acc_per_class"] = per_class
+        out["confusion"] = confusion
         return out
 
     def reset(self) -> None:
-        for metric in (self.top1, self.per_class, self.ece):
+        for metric in (self.top1, self.confusion, self.ece):
             metric.reset()
