@@ -15,3 +15,6 @@ run:
 
 smoke:
 	$(PYTHON) -m longtail.run experiment=ce_cifar10 debug=smoke
+
+bench:
+	$(PYTHON) -m longtail.bench --method erm,ldam_drw,balanced_softmax,crt,lws --json bench.json

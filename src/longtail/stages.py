@@ -72,7 +72,9 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     stage_dir.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("fit")
-    model = instantiate(cfg.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
+    model = instantiate(
+        cfg.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names, **cfg.performance
+    )
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     if init_from:
         init_from_checkpoint(model, init_from)

@@ -88,7 +88,7 @@ class LongTailDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool = True,
         persistent_workers: bool = False,
         image_size: int = 224,
         resize: int = 256,
@@ -189,16 +189,21 @@ class LongTailDataModule(L.LightningDataModule):
 
     def _loader(self, split, train: bool, sampler=None) -> DataLoader:
         batch_size = self.batch_size if train else self.eval_batch_size
+        pin_memory = self.pin_memory and torch.cuda.is_available()
         if isinstance(split, ArraySplit):
             return DataLoader(
-                TensorBatches(split), batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=_whole_batch
+                TensorBatches(split),
+                batch_size=batch_size,
+                sampler=sampler,
+                collate_fn=_whole_batch,
+                pin_memory=pin_memory,
             )
         return DataLoader(
             FileImageDataset(split, self._file_transform(train)),
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=pin_memory,
             persistent_workers=self.persistent_workers,
         )
 

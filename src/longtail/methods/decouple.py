@@ -83,7 +83,7 @@ class TauNormalization(LongTailModule):
 
     def validation_step(self, batch, batch_idx):
         images, target = batch
-        features = self.network.features(images)
+        features = self.network.features(self.to_memory_format(images))
         head = self.network.head
         chosen = head.tau
         for tau, metric in zip(self.taus, self.sweep):

@@ -45,7 +45,6 @@ class ERM(LongTailModule):
 
     def training_step(self, batch, batch_idx):
         images, target = batch
-        logits = self.network(images)
-        loss = self.loss(logits, target)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        loss = self.loss(self(images), target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
         return loss

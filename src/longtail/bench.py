@@ -1,0 +1,358 @@
+"""``python -m longtail.bench``: the library's training path against pure compute and the conventional pipeline.
+
+One process, one run, on the real CIFAR-10-LT IF100 by default (ResNet-32, batch 128, CE,
+pad-crop-flip, the same SGD). Rows, in images per second:
+
+* (a) ``compute``: forward, backward and optimizer step on one batch already on the device —
+  no data pipeline, no Lightning. The bound the other rows are measured against.
+* (b) ``library``: training steps of a real epoch through the LightningDataModule and the ERM
+  LightningModule, under a Lightning Trainer with the default callbacks and logger, as a user runs it.
+* (c) ``conventional``: a torchvision-style data set of PIL images with per-image transforms, a
+  DataLoader with workers and a plain training loop.
+* (d) ``data_only``: batches out of the library's pipeline and out of the conventional one,
+  augmented and on the device, no model.
+* (e) ``eval``: test-set evaluation, the library's ``Trainer.test`` against a plain loop.
+
+``--method a,b`` adds a row per method: the library's training step relative to ERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from PIL import Image
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from longtail.stages import stage_configs
+
+CONF_DIR = Path(__file__).parent / "conf"
+SHARED_CIFAR10 = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+EXPERIMENTS = {"cifar10": "ce_cifar10", "cifar100": "ce_cifar100"}
+# the config overrides that turn the ERM/CE run into each method's training step
+METHODS: dict[str, list[str]] = {
+    "erm": [],
+    "ldam_drw": ["loss=ldam", "model=resnet32_cosine", "method.drw_start=0"],
+    "balanced_softmax": ["loss=balanced_softmax"],
+    "crt": ["stage=crt"],
+    "lws": ["stage=lws"],
+}
+
+
+def compose_stage(overrides: list[str]):
+    """The (last) stage config of ``python -m longtail.run <overrides>``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return stage_configs(cfg)[-1][1]
+
+
+class StepTimer(Callback):
+    """Wall time of the training (or test) batches after ``warmup`` batches, synchronised on the device."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.batches = warmup, None, None, 0
+
+    def _tick(self, trainer, batch_idx: int, first: bool) -> None:
+        if first and batch_idx == self.warmup:
+            _sync(trainer.strategy.root_device)
+            self.start = time.perf_counter()
+        if not first and batch_idx >= self.warmup:
+            _sync(trainer.strategy.root_device)
+            self.end, self.batches = time.perf_counter(), batch_idx - self.warmup + 1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._tick(trainer, batch_idx, True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._tick(trainer, batch_idx, False)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._tick(trainer, batch_idx, True)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._tick(trainer, batch_idx, False)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(images: int, seconds: float) -> float:
+    return images / seconds if seconds > 0 else float("nan")
+
+
+def _timed(steps: Iterable, warmup: int, images_per_step: int, device: torch.device, body: Callable) -> float:
+    """Images per second of ``body(item)`` over ``steps``, after ``warmup`` untimed items."""
+    start, timed = None, 0
+    for i, item in enumerate(steps):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        body(item)
+        timed += i >= warmup
+    _sync(device)
+    return _rate(timed * images_per_step, time.perf_counter() - start)
+
+
+class PILImages(Dataset):
+    """The conventional data set: uint8 arrays turned into PIL images, one per ``__getitem__`` (as torchvision's CIFAR)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
+        self.images = images.permute(0, 2, 3, 1).contiguous().numpy()
+        self.labels, self.transform = labels.tolist(), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+
+class Bench:
+    """Builds the library's objects from the run config and times the five rows."""
+
+    def __init__(self, args):
+        self.args = args
+        found = [Path(p) for p in (os.environ.get("LONGTAIL_CIFAR10"), SHARED_CIFAR10) if p and Path(p).exists()]
+        root = args.root or (found[0] if found else None)
+        if root is None:
+            raise SystemExit("no CIFAR found: pass --root PATH (an image-folder tree, its .tar.gz or a torchvision root)")
+        self.base = [
+            f"experiment={EXPERIMENTS[args.dataset]}", f"datamodule.root={root}", f"model={args.backbone}",
+            f"sampler={args.sampler}", f"datamodule.batch_size={args.batch_size}", "logger=csv",
+            f"performance.channels_last={str(not args.no_channels_last).lower()}", "trainer.enable_progress_bar=false",
+        ]
+        self.cfg = compose_stage(self.base)
+        self.datamodule = instantiate(self.cfg.datamodule)
+        self.datamodule.setup("fit")
+        self.device = torch.device(args.device)
+        self.batches = args.steps + args.warmup
+
+    def _module(self, cfg=None):
+        cfg = cfg or self.cfg
+        dm = self.datamodule
+        return instantiate(cfg.method, class_counts=dm.class_counts, class_names=dm.class_names, **cfg.performance)
+
+    def compute(self) -> float:
+        module = self._module().to(self.device).train()
+        optimizer = module.optimizer_factory([p for p in module.parameters() if p.requires_grad])
+        images, labels = next(iter(self.datamodule.train_dataloader()))
+        images = self.datamodule.batch_transforms()[0].to(self.device)(images.to(self.device))
+        labels = labels.to(self.device)
+
+        def step(_):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(module(images), labels).backward()
+            optimizer.step()
+
+        return _timed(range(self.batches), self.args.warmup, len(labels), self.device, step)
+
+    def library(self, overrides: list[str] | None = None) -> float:
+        cfg = compose_stage([*self.base, *(overrides or [])]) if overrides else self.cfg
+        timer = StepTimer(self.args.warmup)
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = self._trainer(cfg, timer, tmp, limit_train_batches=self.batches, max_epochs=1, limit_val_batches=0)
+            trainer.fit(self._module(cfg), datamodule=self.datamodule)
+        return _rate(timer.batches * self.args.batch_size, timer.seconds)
+
+    def _trainer(self, cfg, timer: Callback, tmp: str, **kwargs):
+        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+        for callback in callbacks:
+            if hasattr(callback, "dirpath"):
+                callback.dirpath, callback.monitor = tmp, None
+        loggers = [instantiate(c, save_dir=tmp) for c in cfg.logger.values() if c is not None]
+        accelerator = "gpu" if self.device.type == "cuda" else "cpu"
+        return instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers, default_root_dir=tmp,
+                           accelerator=accelerator, **kwargs)
+
+    def _conventional_loader(self, train: bool) -> DataLoader:
+        dm = self.datamodule
+        split = dm.train_split if train else dm.test_split
+        normalize = [T.ToTensor(), T.Normalize(dm.mean, dm.std)]
+        augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+        return DataLoader(
+            PILImages(split.images, split.labels, T.Compose([*augment, *normalize])),
+            batch_size=self.args.batch_size if train else dm.eval_batch_size,
+            shuffle=train, num_workers=self.args.workers, drop_last=train,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+
+    def conventional(self) -> float:
+        module = self._module()
+        network = module.network.to(self.device).train()
+        optimizer = module.optimizer_factory(network.parameters())
+
+        def step(batch):
+            images, labels = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(network(images), labels).backward()
+            optimizer.step()
+
+        return _timed(_take(self._conventional_loader(True), self.batches), self.args.warmup,
+                      self.args.batch_size, self.device, step)
+
+    def data_only(self) -> tuple[float, float]:
+        augment = self.datamodule.batch_transforms()[0].to(self.device)
+        passes = max(self.batches, 50)
+
+        def library_batches():
+            while True:
+                yield from self.datamodule.train_dataloader()
+
+        def library_step(batch):
+            augment(batch[0].to(self.device, non_blocking=True))
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            library = _timed(_take(library_batches(), passes), 5, self.args.batch_size, self.device, library_step)
+        finally:
+            torch.set_num_threads(threads)
+        conventional = _timed(_take(self._conventional_loader(True), passes), 5, self.args.batch_size, self.device,
+                              lambda batch: batch[0].to(self.device, non_blocking=True))
+        return library, conventional
+
+    def evaluation(self) -> tuple[float, float]:
+        module = self._module()
+        timer = StepTimer(1)
+        with tempfile.TemporaryDirectory() as tmp:
+            limit = self.args.eval_batches or None
+            self._trainer(self.cfg, timer, tmp, limit_test_batches=limit).test(module, datamodule=self.datamodule,
+                                                                              verbose=False)
+        library = _rate(timer.batches * self.datamodule.eval_batch_size, timer.seconds)
+        network = module.network.to(self.device).eval()
+
+        def forward(batch):
+            with torch.inference_mode():
+                network(batch[0].to(self.device, non_blocking=True)).argmax(1)
+
+        loader = self._conventional_loader(False)
+        batches = _take(loader, self.args.eval_batches or len(loader))
+        conventional = _timed(batches, 1, loader.batch_size, self.device, forward)
+        return library, conventional
+
+
+def _take(iterable: Iterable, n: int):
+    for i, item in enumerate(iterable):
+        if i >= n:
+            return
+        yield item
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its (finished) worker processes, in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def run(args) -> dict:
+    torch.manual_seed(0)
+    bench = Bench(args)
+    out: dict = {}
+    out["compute_img_s"] = bench.compute()
+    out["library_img_s"] = bench.library()
+    out["conventional_img_s"] = bench.conventional()
+    out["data_only_img_s"], out["conventional_data_only_img_s"] = bench.data_only()
+    out["eval_img_s"], out["conventional_eval_img_s"] = bench.evaluation()
+    out["library_vs_compute"] = out["library_img_s"] / out["compute_img_s"]
+    out["library_vs_conventional"] = out["library_img_s"] / out["conventional_img_s"]
+    out["data_only_vs_conventional"] = out["data_only_img_s"] / out["conventional_data_only_img_s"]
+    out["data_only_vs_conventional_per_core"] = out["data_only_vs_conventional"] * max(1, args.workers)
+    out["eval_vs_conventional"] = out["eval_img_s"] / out["conventional_eval_img_s"]
+    methods = [m for m in args.method.split(",") if m]
+    if methods:
+        erm = bench.library(METHODS["erm"])
+        out["methods"] = {m: {"img_s": (rate := bench.library(METHODS[m])), "step_cost_vs_erm": erm / rate}
+                          for m in methods}
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["machine"] = {
+        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "device": str(bench.device), "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(0) if bench.device.type == "cuda" else None,
+    }
+    out["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
+    out["settings"]["train_images"] = len(bench.datamodule.train_split)
+    return out
+
+
+def report(out: dict) -> str:
+    rows = [
+        ("(a) compute bound", out["compute_img_s"], ""),
+        ("(b) library training", out["library_img_s"], f"b/a {out['library_vs_compute']:.3f}   b/c {out['library_vs_conventional']:.2f}"),
+        ("(c) conventional training", out["conventional_img_s"], ""),
+        ("(d) library data path", out["data_only_img_s"], f"vs conventional {out['data_only_vs_conventional']:.1f}x "
+                                                          f"({out['data_only_vs_conventional_per_core']:.1f}x per core)"),
+        ("    conventional data path", out["conventional_data_only_img_s"], ""),
+        ("(e) library evaluation", out["eval_img_s"], f"vs conventional {out['eval_vs_conventional']:.2f}x"),
+        ("    conventional evaluation", out["conventional_eval_img_s"], ""),
+    ]
+    lines = [f"{name:<30} {rate:>10.0f} img/s   {note}" for name, rate, note in rows]
+    for name, row in out.get("methods", {}).items():
+        lines.append(f"method {name:<23} {row['img_s']:>10.0f} img/s   step cost vs ERM {row['step_cost_vs_erm']:.2f}x")
+    machine = out["machine"]
+    lines.append(f"peak RSS {out['peak_rss_mb']:.0f} MiB; {machine['cores']} cores, torch {machine['torch']} "
+                 f"({machine['torch_threads']} threads), device {machine['device']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--root", type=Path, default=None, help="CIFAR image-folder tree, its .tar.gz, or a torchvision root")
+    parser.add_argument("--dataset", choices=sorted(EXPERIMENTS), default="cifar10")
+    parser.add_argument("--backbone", default="resnet32", help="a model config name (conf/model)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--sampler", default="instance", help="a sampler config name (conf/sampler)")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per row")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each row")
+    parser.add_argument("--eval-batches", type=int, default=0, help="test batches per evaluation row (0: all)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional pipeline")
+    parser.add_argument("--method", default="", help=f"comma-separated method rows: {', '.join(METHODS)}")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-channels-last", action="store_true", help="measure with the NCHW layout")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def quiet() -> None:
+    """Keep the report readable: no Lightning banners or library warnings."""
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    quiet()
+    unknown = [m for m in args.method.split(",") if m and m not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown --method {unknown}: choose from {', '.join(METHODS)}")
+    out = run(args)
+    print(report(out))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+    return out
+
+
+if __name__ == "__main__":
+    main()
