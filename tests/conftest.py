@@ -51,14 +51,15 @@ class KillAtEpoch(Callback):
 
 
 class RecordLossWeights(Callback):
-    """Writes to ``path``, per epoch, whether the loss carried class weights during training."""
+    """Writes to ``path``, per epoch, whether the loss was re-weighted (class weights on, or RIDE's ``deferred``)."""
 
     def __init__(self, path: str):
         self.path, self.weighted = Path(path), []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == 0:
-            self.weighted.append(pl_module.loss.weight is not None)
+            loss = pl_module.loss
+            self.weighted.append(bool(loss.deferred) if hasattr(loss, "deferred") else loss.weight is not None)
 
     def on_train_end(self, trainer, pl_module):
         self.path.write_text(json.dumps(self.weighted))
@@ -70,3 +71,13 @@ def digits_ce_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits_ce")
     results = run(["trainer.max_epochs=3"], out)
     return out, results
+
+
+@pytest.fixture(scope="session")
+def fake_cifar100(tmp_path_factory):
+    """A CIFAR-100 of random pixels in the exact torchvision pickle layout (500 / 100 images per class)."""
+    from fakedata import make_cifar_pickles
+
+    root = tmp_path_factory.mktemp("cifar100")
+    make_cifar_pickles(root, num_classes=100, per_class_train=500, per_class_test=100)
+    return root

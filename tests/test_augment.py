@@ -140,3 +140,16 @@ def test_channels_last_and_device_follow_input():
     x = images(b=4)
     out = BatchAugment(MEAN, STD, channels_last=True)(x)
     assert out.is_contiguous(memory_format=torch.channels_last) and out.device == x.device
+
+
+def test_random_rotation_keeps_the_centre_and_rotates_each_image_differently():
+    torch.manual_seed(0)
+    from longtail.data.augment import random_rotation
+
+    images = torch.zeros(64, 1, 33, 33, dtype=torch.uint8)
+    images[:, :, 16, :] = 255
+    rotated = random_rotation(images, 15.0)
+    assert rotated.dtype == torch.uint8 and rotated.shape == images.shape
+    assert (rotated[:, 0, 16, 16] == 255).all()
+    assert len({tuple(r[0, :, 0].nonzero().flatten().tolist()) for r in rotated}) > 5
+    assert torch.equal(random_rotation(images, 0.0), images)

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import real_cifar10
 
 CIFAR10 = real_cifar10()
@@ -14,7 +13,7 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     from longtail.bench import main
 
     path = tmp_path / "bench.json"
-    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--eval-batches", "2", "--method", "erm,crt",
+    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-batches", "2", "--method", "erm,crt",
           "--json", str(path)])
     out = json.loads(path.read_text())
     for key in ("compute_img_s", "library_img_s", "conventional_img_s", "library_vs_compute", "library_vs_conventional",

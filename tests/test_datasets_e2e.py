@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import compose_config, real_cifar10, run
-from fakedata import make_cifar_pickles, make_image_folder, make_list_dataset
+from fakedata import make_image_folder, make_list_dataset
 from hydra.utils import instantiate
 
 from longtail.data.imbalance import lt_counts
@@ -45,9 +45,8 @@ def test_heldout_validation_on_cifar10_is_balanced_disjoint_and_changes_the_prot
     assert datamodule.test_split.class_counts(10) == [1000] * 10
 
 
-def test_ce_cifar100_smoke_on_files_in_the_real_pickle_layout(tmp_path):
-    make_cifar_pickles(tmp_path / "data", num_classes=100, per_class_train=500, per_class_test=100)
-    results = run(["experiment=ce_cifar100", f"datamodule.root={tmp_path / 'data'}", "debug=smoke"], tmp_path / "run")
+def test_ce_cifar100_smoke_on_files_in_the_real_pickle_layout(tmp_path, fake_cifar100):
+    results = run(["experiment=ce_cifar100", f"datamodule.root={fake_cifar100}", "debug=smoke"], tmp_path / "run")
     assert sum(results["train_class_counts"]) == 10847
     assert len(results["test/acc_per_class"]) == 100
 

@@ -101,4 +101,4 @@ def test_thresholds_must_be_ordered():
 
 def test_table_shows_nan_groups_as_not_available():
     table = format_table({"test/acc": 0.5, "test/acc_many": 0.9, "test/acc_medium": 0.4, "test/acc_few": float("nan"), "test/ece": 0.1})
-    assert "| 50.00 | 90.00 | 40.00 | n/a | 10.00 |" in table
+    assert "| all | 50.00 | 90.00 | 40.00 | n/a | 10.00 |" in table

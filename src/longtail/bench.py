@@ -8,12 +8,14 @@ pad-crop-flip, the same SGD). Rows, in images per second:
 * (b) ``library``: training steps of a real epoch through the LightningDataModule and the ERM
   LightningModule, under a Lightning Trainer with the default callbacks and logger, as a user runs it.
 * (c) ``conventional``: a torchvision-style data set of PIL images with per-image transforms, a
-  DataLoader with workers and a plain training loop.
+  DataLoader with workers and a plain training loop, in the default NCHW layout.
 * (d) ``data_only``: batches out of the library's pipeline and out of the conventional one,
   augmented and on the device, no model.
 * (e) ``eval``: test-set evaluation, the library's ``Trainer.test`` against a plain loop.
 
 ``--method a,b`` adds a row per method: the library's training step relative to ERM.
+Rows (a)–(c) and the method rows are measured ``--repeats`` times, interleaved, and the median
+is reported: on a shared machine a single pass drifts by ±10%.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import logging
 import os
 import platform
 import resource
+import statistics
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -148,10 +152,11 @@ class Bench:
         self.device = torch.device(args.device)
         self.batches = args.steps + args.warmup
 
-    def _module(self, cfg=None):
+    def _module(self, cfg=None, **performance):
         cfg = cfg or self.cfg
         dm = self.datamodule
-        return instantiate(cfg.method, class_counts=dm.class_counts, class_names=dm.class_names, **cfg.performance)
+        settings = {**cfg.performance, **performance}
+        return instantiate(cfg.method, class_counts=dm.class_counts, class_names=dm.class_names, **settings)
 
     def compute(self) -> float:
         module = self._module().to(self.device).train()
@@ -198,7 +203,7 @@ class Bench:
         )
 
     def conventional(self) -> float:
-        module = self._module()
+        module = self._module(channels_last=False)
         network = module.network.to(self.device).train()
         optimizer = module.optimizer_factory(network.parameters())
 
@@ -240,7 +245,7 @@ class Bench:
             self._trainer(self.cfg, timer, tmp, limit_test_batches=limit).test(module, datamodule=self.datamodule,
                                                                               verbose=False)
         library = _rate(timer.batches * self.datamodule.eval_batch_size, timer.seconds)
-        network = module.network.to(self.device).eval()
+        network = self._module(channels_last=False).network.to(self.device).eval()
 
         def forward(batch):
             with torch.inference_mode():
@@ -266,13 +271,22 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024
 
 
+def _medians(rows: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median of ``repeats`` interleaved measurements per row, so slow drifts of the machine hit every row alike."""
+    samples: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(repeats):
+        for name, measure in rows.items():
+            samples[name].append(measure())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def run(args) -> dict:
     torch.manual_seed(0)
     bench = Bench(args)
     out: dict = {}
-    out["compute_img_s"] = bench.compute()
-    out["library_img_s"] = bench.library()
-    out["conventional_img_s"] = bench.conventional()
+    training = _medians({"compute": bench.compute, "library": bench.library, "conventional": bench.conventional},
+                        args.repeats)
+    out.update({f"{name}_img_s": rate for name, rate in training.items()})
     out["data_only_img_s"], out["conventional_data_only_img_s"] = bench.data_only()
     out["eval_img_s"], out["conventional_eval_img_s"] = bench.evaluation()
     out["library_vs_compute"] = out["library_img_s"] / out["compute_img_s"]
@@ -282,9 +296,9 @@ def run(args) -> dict:
     out["eval_vs_conventional"] = out["eval_img_s"] / out["conventional_eval_img_s"]
     methods = [m for m in args.method.split(",") if m]
     if methods:
-        erm = bench.library(METHODS["erm"])
-        out["methods"] = {m: {"img_s": (rate := bench.library(METHODS[m])), "step_cost_vs_erm": erm / rate}
-                          for m in methods}
+        names = ["erm", *(m for m in methods if m != "erm")]
+        rates = _medians({m: partial(bench.library, METHODS[m]) for m in names}, args.repeats)
+        out["methods"] = {m: {"img_s": rates[m], "step_cost_vs_erm": rates["erm"] / rates[m]} for m in methods}
     out["peak_rss_mb"] = peak_rss_mb()
     out["machine"] = {
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -324,6 +338,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sampler", default="instance", help="a sampler config name (conf/sampler)")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per row")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved measurements per row; the median is kept")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each row")
     parser.add_argument("--eval-batches", type=int, default=0, help="test batches per evaluation row (0: all)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional pipeline")

@@ -46,7 +46,7 @@ def init_from_checkpoint(model, path: str | Path) -> None:
             f"{len(model.class_counts)}: use a checkpoint of the same data set"
         )
     try:
-        model.init_from(checkpoint["state_dict"])
+        model.init_from_checkpoint(checkpoint)
     except RuntimeError as err:
         raise ValueError(
             f"checkpoint '{path}' comes from a different model than this stage builds "
@@ -56,9 +56,13 @@ def init_from_checkpoint(model, path: str | Path) -> None:
 
 def load(path: str | Path, map_location: str | torch.device = "cpu"):
     """Rebuild the model saved in a longtail checkpoint, in eval mode, ready for inference."""
-    checkpoint = read_checkpoint(path)
+    return build_from_checkpoint(read_checkpoint(path)).to(map_location).eval()
+
+
+def build_from_checkpoint(checkpoint: dict):
+    """The LightningModule described by a loaded checkpoint, with its weights."""
     meta = checkpoint[CHECKPOINT_KEY]
     model = instantiate(meta["config"]["method"], class_counts=meta["class_counts"], class_names=meta["class_names"])
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
-    return model.to(map_location).eval()
+    return model

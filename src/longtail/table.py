@@ -14,8 +14,17 @@ def _cell(value) -> str:
 
 
 def format_table(results: dict, title: str = "test") -> str:
-    """A Markdown table of overall / many / medium / few accuracy (%) and ECE (%)."""
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    rule = "|" + "|".join("---:" for _ in COLUMNS) + "|"
-    row = "| " + " | ".join(_cell(results.get(key)) for _, key in COLUMNS) + " |"
-    return "\n".join([f"\n{title}", header, rule, row, ""])
+    """A Markdown table of overall / many / medium / few accuracy (%) and ECE (%).
+
+    A multi-expert run with a router adds a row for the routed prediction, with the mean number
+    of experts per sample and the GFLOPs per image of both.
+    """
+    header = "| model | " + " | ".join(name for name, _ in COLUMNS) + " |"
+    rule = "|---|" + "|".join("---:" for _ in COLUMNS) + "|"
+    rows = ["| all | " + " | ".join(_cell(results.get(key)) for _, key in COLUMNS) + " |"]
+    if "test/acc_router" in results:
+        routed = [_cell(results.get(key.replace("test/acc", "test/acc_router"))) for _, key in COLUMNS[:4]]
+        rows[0] = rows[0].replace("| all |", f"| all experts ({results['test/gflops_all_experts']:.3f} GFLOPs) |")
+        label = f"router ({results['test/experts_per_sample']:.2f} experts, {results['test/gflops_router']:.3f} GFLOPs)"
+        rows.append(f"| {label} | " + " | ".join(routed) + " | |")
+    return "\n".join([f"\n{title}", header, rule, *rows, ""])

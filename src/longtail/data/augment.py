@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.transforms import v2
 
 _AUTOAUGMENT_POLICIES = {
@@ -105,16 +106,30 @@ def _boxes_cutout(b: int, h: int, w: int, size: int, device):
     )
 
 
+def random_rotation(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate every image by its own angle ~ U(-degrees, degrees) about the centre, nearest
+    neighbour, zero fill — ``transforms.RandomRotation(degrees)`` done for the whole batch at once."""
+    b = images.shape[0]
+    angle = (torch.rand(b, device=images.device) * 2 - 1) * math.radians(degrees)
+    cos, sin = angle.cos(), angle.sin()
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    rotated = F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return rotated.to(images.dtype)
+
+
 class BatchAugment(BatchEval):
     """Training augmentation of a uint8 batch; returns float normalised (B, C, H, W).
 
-    Order: pad-crop + flip (vectorised, uint8) -> AutoAugment / RandAugment (per image, uint8)
+    Order: pad-crop + flip (vectorised, uint8) -> rotation (vectorised) -> AutoAugment / RandAugment (per image, uint8)
     -> normalise -> cutout (vectorised, in normalised space, so ``value=0`` fills with the mean).
 
     Args:
         mean, std: per-channel statistics on the [0, 1] scale (length 1 for grey images).
         crop_padding: zero padding of RandomCrop; ``None`` or 0 disables cropping.
         hflip: random horizontal flip with probability 1/2.
+        rotation: maximum angle in degrees of a random rotation (RIDE's RandomRotation(15)); 0 disables it.
         autoaugment: ``"cifar10"``, ``"imagenet"`` or ``"svhn"`` policy of ``v2.AutoAugment``.
         randaugment: keyword arguments of ``v2.RandAugment``, e.g. ``{"num_ops": 2, "magnitude": 9}``.
         cutout: ``{"size": 16}`` (optionally ``p``, ``value``) for fixed-size Cutout, or
@@ -129,13 +144,14 @@ class BatchAugment(BatchEval):
         std: Sequence[float],
         crop_padding: int | None = 4,
         hflip: bool = True,
+        rotation: float = 0.0,
         autoaugment: str | None = None,
         randaugment: dict | None = None,
         cutout: dict | None = None,
         channels_last: bool = False,
     ):
         super().__init__(mean, std, channels_last=channels_last)
-        self.crop_padding, self.hflip = int(crop_padding or 0), hflip
+        self.crop_padding, self.hflip, self.rotation = int(crop_padding or 0), hflip, float(rotation)
         policies = []
         if autoaugment is not None:
             if autoaugment not in _AUTOAUGMENT_POLICIES:
@@ -183,6 +199,8 @@ class BatchAugment(BatchEval):
         self._check(images)
         if self.crop_padding or self.hflip:
             images = pad_crop_flip(images, self.crop_padding, self.hflip)
+        if self.rotation:
+            images = random_rotation(images, self.rotation)
         if self.policy is not None:
             images = torch.stack([self.policy(image) for image in images])
         images = self._normalise(images)

@@ -52,6 +52,12 @@ def _whole_batch(batch):
     return batch
 
 
+def _interleaved(split):
+    """A fixed shuffle of an evaluation split: full evaluations are unchanged, and a run limited to a few
+    batches (``debug=smoke``) still sees every class instead of the first classes of a class-sorted file."""
+    return split.subset(torch.randperm(len(split), generator=torch.Generator().manual_seed(0)))
+
+
 class LongTailDataModule(L.LightningDataModule):
     """Train (long-tailed) / val (balanced, held out) / test (balanced) splits of one source.
 
@@ -68,6 +74,7 @@ class LongTailDataModule(L.LightningDataModule):
         sampler: ``partial`` of a sampler from :mod:`longtail.data.samplers`, completed with labels and seed.
         augment: ``partial`` of :class:`BatchAugment` for in-memory data (mean/std come from here).
         image_size / resize: crop size and test-time resize of file-based data sets.
+        color_jitter: brightness/contrast/saturation jitter of file-based training images (``None``: off).
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class LongTailDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         image_size: int = 224,
         resize: int = 256,
+        color_jitter: float | None = 0.4,
         seed: int = 0,
     ):
         super().__init__()
@@ -112,6 +120,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.image_size, self.resize, self.seed = image_size, resize, seed
+        self.color_jitter = color_jitter
         self.train_split = self.val_split = self.test_split = None
         self.source = None
 
@@ -143,7 +152,9 @@ class LongTailDataModule(L.LightningDataModule):
             counts = lt_counts(min(pool), self.num_classes, self.imbalance_factor, self.imbalance_profile)
             train = train.subset(lt_subsample(train.labels, counts, seed=self.subset_seed))
         self.train_split = train
-        self.test_split = self.source.load("test")
+        self.test_split = _interleaved(self.source.load("test"))
+        if self.val_split is not None:
+            self.val_split = _interleaved(self.val_split)
         if isinstance(train, ArraySplit) and train.images.shape[1] != self.channels:
             raise ValueError(
                 f"the images have {train.images.shape[1]} channels but datamodule.channels is {self.channels}"
@@ -209,11 +220,12 @@ class LongTailDataModule(L.LightningDataModule):
 
     def _file_transform(self, train: bool) -> v2.Transform:
         if train:
+            jitter = [v2.ColorJitter(*(3 * [self.color_jitter]), 0.0)] if self.color_jitter else []
             return v2.Compose([
                 v2.PILToTensor(),
                 v2.RandomResizedCrop(self.image_size, antialias=True),
                 v2.RandomHorizontalFlip(),
-                v2.ColorJitter(0.4, 0.4, 0.4, 0.0),
+                *jitter,
             ])
         return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.image_size)])
 

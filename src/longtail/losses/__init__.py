@@ -10,6 +10,7 @@ from longtail.losses.ce import CrossEntropy
 from longtail.losses.focal import FocalLoss
 from longtail.losses.ldam import LDAMLoss, ldam_margins
 from longtail.losses.logit_adjust import LogitAdjustedLoss, posthoc_adjust
+from longtail.losses.ride import DistillationLoss, RIDEDistillLoss, RIDELoss, ride_temperatures
 from longtail.losses.weights import ClassWeightedLoss, DeferredReweighting, class_balanced_weights, log_prior
 
 __all__ = [
@@ -24,4 +25,8 @@ __all__ = [
     "ldam_margins",
     "log_prior",
     "posthoc_adjust",
+    "DistillationLoss",
+    "RIDEDistillLoss",
+    "RIDELoss",
+    "ride_temperatures",
 ]

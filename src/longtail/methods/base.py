@@ -62,6 +62,7 @@ class LongTailModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.posthoc_tau = posthoc_tau
+        self.shot_thresholds = tuple(shot_thresholds)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
         self.compile_backbone = compile
@@ -140,6 +141,10 @@ class LongTailModule(L.LightningModule):
             "class_names": self.class_names,
             "method": f"{type(self).__module__}.{type(self).__qualname__}",
         }
+
+    def init_from_checkpoint(self, checkpoint: dict) -> None:
+        """Start from the previous stage's checkpoint; by default, from its weights (see :meth:`init_from`)."""
+        self.init_from(checkpoint["state_dict"])
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Initialise from the previous stage's weights (a method may keep only some parts)."""
