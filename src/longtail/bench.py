@@ -55,6 +55,7 @@ METHODS: dict[str, list[str]] = {
     "balanced_softmax": ["loss=balanced_softmax"],
     "crt": ["stage=crt"],
     "lws": ["stage=lws"],
+    "ride": ["model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"],
 }
 
 
