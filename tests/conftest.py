@@ -81,3 +81,14 @@ def fake_cifar100(tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar100")
     make_cifar_pickles(root, num_classes=100, per_class_train=500, per_class_test=100)
     return root
+
+
+class RecordAttribute(Callback):
+    """Writes ``pl_module.<name>`` to ``path`` when training ends."""
+
+    def __init__(self, name: str, path: str):
+        self.name, self.path = name, Path(path)
+
+    def on_train_end(self, trainer, pl_module):
+        value = getattr(pl_module, self.name)
+        self.path.write_text(json.dumps(value.tolist() if hasattr(value, "tolist") else value))

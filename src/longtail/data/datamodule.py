@@ -192,6 +192,10 @@ class LongTailDataModule(L.LightningDataModule):
         sampler = factory(labels=self.train_split.labels, seed=self.seed)
         return self._loader(self.train_split, train=True, sampler=sampler)
 
+    def train_eval_dataloader(self) -> DataLoader:
+        """The training split in file order without augmentation (features for centroids, NCM)."""
+        return self._loader(self.train_split, train=False)
+
     def val_dataloader(self):
         return [] if self.val_split is None else self._loader(self.val_split, train=False)
 

@@ -124,11 +124,14 @@ class LongTailModule(L.LightningModule):
         metrics.reset()
         return results
 
+    def parameter_groups(self) -> list:
+        """What the optimizer trains: every parameter that requires grad (methods may split it in groups)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError(f"{type(self).__name__} trains but no optimizer is configured (method.optimizer)")
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, max_epochs=self.trainer.max_epochs)

@@ -23,16 +23,23 @@ from longtail.models.heads import LWSHead, TauNormHead
 
 
 class ClassifierRetraining(ERM):
-    """cRT: keep the stage-1 backbone, train a freshly initialised classifier."""
+    """cRT: keep the stage-1 backbone, train a freshly initialised classifier.
+
+    ``reinit_head=False`` keeps training the previous stage's classifier instead (DRO-LT's
+    balanced-classifier phase does this).
+    """
 
     needs_init = True
 
-    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], **kwargs):
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], reinit_head: bool = True, **kwargs):
         super().__init__(network, loss, **kwargs)
+        self.reinit_head = reinit_head
         self.freeze("network.backbone")
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
         load_prefix(self.network.backbone, state_dict, "network.backbone.")
+        if not self.reinit_head:
+            load_prefix(self.network.head, state_dict, "network.head.")
 
 
 class LearnableWeightScaling(ERM):

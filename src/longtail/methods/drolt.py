@@ -1,0 +1,168 @@
+"""DRO-LT robust feature learning (Samuel & Chechik, ICCV 2021, arXiv 2104.03066).
+
+Stage 2 of DRO-LT (drolt.md §2): starting from a trained model, the backbone and a learned
+per-class margin ε are trained with
+
+    L = CE_w(z, y) + L_rob(f, y, μ, ε, T),   w_c = n_c / n_max,
+
+while the classifier stays frozen. The class centroids μ are refreshed at the start of every
+epoch from one eval-mode, no-grad pass over the (class-aware, augmented) training loader, or
+from un-augmented features (``centroids="clean"``), or kept as a running mean of batch class
+means (``centroids="running"``). Stage 3 is the library's classifier re-training on the frozen
+backbone (:class:`~longtail.methods.decouple.ClassifierRetraining`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from longtail.checkpoint import load_prefix
+from longtail.losses import class_centroids
+from longtail.methods.base import LongTailModule
+
+EPSILON_PARAMETRISATIONS = ("raw", "softplus", "clamp0")
+CENTROID_MODES = ("augmented", "clean", "running")
+
+
+class DROLT(LongTailModule):
+    """Robust feature learning: backbone + ε trained, classifier frozen.
+
+    Args:
+        loss: ``partial`` of :class:`~longtail.losses.RobustLoss` (completed with ``num_classes``).
+        ce_loss: ``partial`` of the classification term (frequency-weighted CE, ``class_counts``).
+        epsilon_lr: learning rate of the margins ε (the backbone uses the optimizer's ``lr``).
+        epsilon_init: initial ε (1.0).
+        eps_param: ``raw`` (an unconstrained parameter, as the reference code), ``softplus`` or ``clamp0``.
+        feature_layer: module whose globally pooled output the robust loss acts on; ``None`` is the
+            penultimate feature (the backbone output), e.g. ``network.backbone.layer2`` for an earlier one.
+        centroids: ``augmented`` (reference), ``clean`` or ``running``.
+        centroid_momentum: weight of the old centroid in the ``running`` mode.
+    """
+
+    needs_init = True
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: Callable[..., nn.Module],
+        ce_loss: Callable[..., nn.Module],
+        epsilon_lr: float = 0.005,
+        epsilon_init: float = 1.0,
+        eps_param: str = "raw",
+        feature_layer: str | None = None,
+        centroids: str = "augmented",
+        centroid_momentum: float = 0.9,
+        **kwargs,
+    ):
+        super().__init__(network, **kwargs)
+        if eps_param not in EPSILON_PARAMETRISATIONS:
+            raise ValueError(f"eps_param must be one of {EPSILON_PARAMETRISATIONS}, got '{eps_param}'")
+        if centroids not in CENTROID_MODES:
+            raise ValueError(f"centroids must be one of {CENTROID_MODES}, got '{centroids}'")
+        num_classes = len(self.class_counts)
+        self.robust_loss = loss(num_classes=num_classes)
+        self.ce_loss = ce_loss(class_counts=self.class_counts)
+        self.epsilon_lr, self.eps_param = epsilon_lr, eps_param
+        start = torch.full((num_classes,), float(epsilon_init))
+        self.epsilon_raw = nn.Parameter(torch.log(torch.expm1(start)) if eps_param == "softplus" else start)
+        self.feature_layer, self.centroid_mode, self.centroid_momentum = feature_layer, centroids, centroid_momentum
+        self.register_buffer("centroids", torch.zeros(0), persistent=False)
+        self.centroid_refreshes = 0
+        self.val_ncm = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.freeze("network.head")
+
+    @property
+    def epsilons(self) -> torch.Tensor:
+        if self.eps_param == "softplus":
+            return F.softplus(self.epsilon_raw)
+        if self.eps_param == "clamp0":
+            return self.epsilon_raw.clamp(min=0)
+        return self.epsilon_raw
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        load_prefix(self.network, state_dict, "network.")
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The robust loss's features (penultimate or the configured layer, pooled) and the logits."""
+        images = self.to_memory_format(images)
+        if self.feature_layer is None:
+            features = self.network.features(images)
+            return features, self.network.classify(features)
+        captured = []
+        hook = self.get_submodule(self.feature_layer).register_forward_hook(lambda m, i, out: captured.append(out))
+        try:
+            logits = self.network(images)
+        finally:
+            hook.remove()
+        output = captured[0]
+        features = output.mean(dim=(2, 3)) if output.ndim == 4 else output
+        return features, logits
+
+    @torch.no_grad()
+    def refresh_centroids(self) -> None:
+        """μ_c = mean eval-mode feature of class c over one pass of the training data (drolt.md §2)."""
+        datamodule = self.trainer.datamodule
+        train_transform, eval_transform = datamodule.batch_transforms()
+        if self.centroid_mode == "clean":
+            loader, transform = datamodule.train_eval_dataloader(), eval_transform
+        else:
+            loader, transform = datamodule.train_dataloader(), train_transform
+            loader.sampler.set_epoch(self.current_epoch + 1_000_003)
+        was_training = self.training
+        self.eval()
+        features, labels = [], []
+        for images, target in loader:
+            images = transform.to(self.device)(images.to(self.device, non_blocking=True))
+            features.append(self.features_and_logits(images)[0])
+            labels.append(target.to(self.device))
+        self.train(was_training)
+        self.centroids = class_centroids(torch.cat(features), torch.cat(labels), len(self.class_counts))
+        self.centroid_refreshes += 1
+
+    def on_train_epoch_start(self) -> None:
+        if self.centroid_mode != "running" or self.centroids.numel() == 0:
+            self.refresh_centroids()
+
+    def _update_running_centroids(self, features: torch.Tensor, target: torch.Tensor) -> None:
+        batch_means = class_centroids(features.detach(), target, len(self.class_counts))
+        present = torch.zeros(len(self.class_counts), dtype=torch.bool, device=target.device)
+        present[target] = True
+        mixed = self.centroid_momentum * self.centroids + (1 - self.centroid_momentum) * batch_means
+        self.centroids = torch.where(present[:, None], mixed, self.centroids)
+
+    def training_step(self, batch, batch_idx):
+        images, target = batch
+        features, logits = self.features_and_logits(images)
+        if self.centroid_mode == "running":
+            self._update_running_centroids(features, target)
+        robust = self.robust_loss(features, target, self.centroids, self.epsilons)
+        loss = self.ce_loss(logits, target) + robust
+        self.log_dict({"train/loss": loss, "train/robust_loss": robust}, on_step=True, on_epoch=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/epsilon_mean", self.epsilons.detach().mean())
+
+    def validation_step(self, batch, batch_idx):
+        images, target = batch
+        features, logits = self.features_and_logits(images)
+        self.val_metrics.update(logits, target)
+        if self.centroids.numel():
+            similarity = F.normalize(features, dim=1) @ F.normalize(self.centroids, dim=1).T
+            self.val_ncm.update(similarity, target)
+
+    def on_validation_epoch_end(self):
+        if self.centroids.numel():
+            self.log("val/ncm_acc", self.val_ncm.compute())
+            self.val_ncm.reset()
+        super().on_validation_epoch_end()
+
+    def parameter_groups(self) -> list[dict]:
+        """The backbone at the optimizer's learning rate, the margins ε at their own."""
+        trainable = [p for name, p in self.named_parameters() if p.requires_grad and name != "epsilon_raw"]
+        return [{"params": trainable}, {"params": [self.epsilon_raw], "lr": self.epsilon_lr}]
