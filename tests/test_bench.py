@@ -13,7 +13,7 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     from longtail.bench import main
 
     path = tmp_path / "bench.json"
-    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-batches", "2", "--method", "erm,crt",
+    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-batches", "2", "--method", "erm,crt,drolt",
           "--json", str(path)])
     out = json.loads(path.read_text())
     for key in ("compute_img_s", "library_img_s", "conventional_img_s", "library_vs_compute", "library_vs_conventional",
@@ -21,7 +21,8 @@ def test_bench_writes_every_figure(tmp_path, capsys):
                 "conventional_eval_img_s", "peak_rss_mb"):
         assert out[key] > 0, key
     assert out["library_vs_compute"] == pytest.approx(out["library_img_s"] / out["compute_img_s"])
-    assert set(out["methods"]) == {"erm", "crt"} and out["settings"]["train_images"] == 12406
+    assert set(out["methods"]) == {"erm", "crt", "drolt"} and out["settings"]["train_images"] == 12406
+    assert out["methods"]["drolt"]["centroid_pass_img_s"] > 0
     assert "(b) library training" in capsys.readouterr().out
 
 

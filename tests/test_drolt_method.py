@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import compose_config, read_results, real_cifar10, run
+from fakedata import make_list_dataset
 from hydra.utils import instantiate
 
 import longtail
-from conftest import compose_config, read_results, real_cifar10, run
-from fakedata import make_list_dataset
 from longtail.losses import class_centroids
 
 CIFAR10 = real_cifar10()

@@ -56,6 +56,7 @@ METHODS: dict[str, list[str]] = {
     "crt": ["stage=crt"],
     "lws": ["stage=lws"],
     "ride": ["model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"],
+    "drolt": ["stage=drolt_robust"],
 }
 
 
@@ -95,6 +96,19 @@ class StepTimer(Callback):
     @property
     def seconds(self) -> float:
         return self.end - self.start
+
+
+class EpochStartTimer(Callback):
+    """Wall time from the start of the first epoch to its first batch: the work a method does at epoch
+    start (DRO-LT's centroid pass runs in its ``on_train_epoch_start``, after the callbacks')."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            _sync(trainer.strategy.root_device)
+            self.seconds = time.perf_counter() - self.start
 
 
 def _sync(device: torch.device) -> None:
@@ -180,6 +194,15 @@ class Bench:
             trainer = self._trainer(cfg, timer, tmp, limit_train_batches=self.batches, max_epochs=1, limit_val_batches=0)
             trainer.fit(self._module(cfg), datamodule=self.datamodule)
         return _rate(timer.batches * self.args.batch_size, timer.seconds)
+
+    def centroid_pass(self) -> float:
+        """Images per second of DRO-LT's centroid pass (one eval-mode pass as long as the timed epoch)."""
+        cfg = compose_stage([*self.base, *METHODS["drolt"]])
+        timer = EpochStartTimer()
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = self._trainer(cfg, timer, tmp, limit_train_batches=self.batches, max_epochs=1, limit_val_batches=0)
+            trainer.fit(self._module(cfg), datamodule=self.datamodule)
+        return _rate(self.batches * self.args.batch_size, timer.seconds)
 
     def _trainer(self, cfg, timer: Callback, tmp: str, **kwargs):
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
@@ -300,6 +323,8 @@ def run(args) -> dict:
         names = ["erm", *(m for m in methods if m != "erm")]
         rates = _medians({m: partial(bench.library, METHODS[m]) for m in names}, args.repeats)
         out["methods"] = {m: {"img_s": rates[m], "step_cost_vs_erm": rates["erm"] / rates[m]} for m in methods}
+        if "drolt" in methods:
+            out["methods"]["drolt"]["centroid_pass_img_s"] = bench.centroid_pass()
     out["peak_rss_mb"] = peak_rss_mb()
     out["machine"] = {
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -325,6 +350,8 @@ def report(out: dict) -> str:
     lines = [f"{name:<30} {rate:>10.0f} img/s   {note}" for name, rate, note in rows]
     for name, row in out.get("methods", {}).items():
         lines.append(f"method {name:<23} {row['img_s']:>10.0f} img/s   step cost vs ERM {row['step_cost_vs_erm']:.2f}x")
+        if "centroid_pass_img_s" in row:
+            lines.append(f"    {name} centroid pass        {row['centroid_pass_img_s']:>10.0f} img/s")
     machine = out["machine"]
     lines.append(f"peak RSS {out['peak_rss_mb']:.0f} MiB; {machine['cores']} cores, torch {machine['torch']} "
                  f"({machine['torch_threads']} threads), device {machine['device']}")

@@ -7,6 +7,13 @@ that a training method may reassign at any time, e.g. for deferred re-weighting.
 
 from longtail.losses.balanced_softmax import BalancedSoftmaxLoss
 from longtail.losses.ce import CrossEntropy
+from longtail.losses.drolt import (
+    FrequencyWeightedCE,
+    RobustLoss,
+    applied_epsilons,
+    class_centroids,
+    frequency_weights,
+)
 from longtail.losses.focal import FocalLoss
 from longtail.losses.ldam import LDAMLoss, ldam_margins
 from longtail.losses.logit_adjust import LogitAdjustedLoss, posthoc_adjust
@@ -29,4 +36,9 @@ __all__ = [
     "RIDEDistillLoss",
     "RIDELoss",
     "ride_temperatures",
+    "FrequencyWeightedCE",
+    "RobustLoss",
+    "applied_epsilons",
+    "class_centroids",
+    "frequency_weights",
 ]

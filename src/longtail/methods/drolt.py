@@ -105,7 +105,9 @@ class DROLT(LongTailModule):
 
     @torch.no_grad()
     def refresh_centroids(self) -> None:
-        """μ_c = mean eval-mode feature of class c over one pass of the training data (drolt.md §2)."""
+        """μ_c = mean eval-mode feature of class c over one pass of the training data (drolt.md §2).
+
+        The pass is as long as a training epoch (so ``limit_train_batches`` shortens both alike)."""
         datamodule = self.trainer.datamodule
         train_transform, eval_transform = datamodule.batch_transforms()
         if self.centroid_mode == "clean":
@@ -113,16 +115,26 @@ class DROLT(LongTailModule):
         else:
             loader, transform = datamodule.train_dataloader(), train_transform
             loader.sampler.set_epoch(self.current_epoch + 1_000_003)
+        max_batches = getattr(self.trainer, "num_training_batches", float("inf"))
         was_training = self.training
         self.eval()
         features, labels = [], []
-        for images, target in loader:
+        for batch_idx, (images, target) in enumerate(loader):
+            if batch_idx >= max_batches:
+                break
             images = transform.to(self.device)(images.to(self.device, non_blocking=True))
             features.append(self.features_and_logits(images)[0])
             labels.append(target.to(self.device))
         self.train(was_training)
-        self.centroids = class_centroids(torch.cat(features), torch.cat(labels), len(self.class_counts))
+        features, labels = self._gathered(torch.cat(features)), self._gathered(torch.cat(labels))
+        self.centroids = class_centroids(features, labels, len(self.class_counts))
         self.centroid_refreshes += 1
+
+    def _gathered(self, values: torch.Tensor) -> torch.Tensor:
+        """Every rank's values under DDP (samplers give all ranks equal shares), else the values themselves."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return self.all_gather(values).flatten(0, 1)
+        return values
 
     def on_train_epoch_start(self) -> None:
         if self.centroid_mode != "running" or self.centroids.numel() == 0:
