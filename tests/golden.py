@@ -25,3 +25,29 @@ def tol(d: dict[str, Any] | str) -> dict[str, float]:
     if t == "exact":
         return dict(rtol=0.0, atol=0.0)
     return {k: 0.0 if t[k] == "exact" else float(t[k]) for k in ("rtol", "atol")}
+
+
+GOLDEN_DTYPES = ("float32", "float64")
+
+
+def golden_cases(name: str) -> list:
+    """pytest params ``(file, case, dtype)`` for every case of a golden file, in float32 and float64."""
+    import pytest
+    import torch
+
+    d = load_golden(name)
+    return [
+        pytest.param(d, case, getattr(torch, dtype), id=f"{case['name']}-{dtype}")
+        for case in d["cases"]
+        for dtype in GOLDEN_DTYPES
+    ]
+
+
+def assert_close(actual, expected, tolerance: dict[str, float]) -> None:
+    """``torch.allclose`` in float64 against a golden value, with matching shapes."""
+    import torch
+
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    actual = actual.detach().to(torch.float64)
+    assert actual.shape == expected.shape
+    assert torch.allclose(actual, expected, **tolerance), (actual, expected)

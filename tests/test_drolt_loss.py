@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from golden import load_golden, tol
+from golden import assert_close, golden_cases, tol
 from torch.nn import functional as F
 
 from longtail.losses import (
@@ -17,22 +17,7 @@ from longtail.losses import (
     frequency_weights,
 )
 
-DTYPES = [torch.float32, torch.float64]
 EPS_INDEX = {"reference": "reference", "paper_faithful": "paper"}
-
-
-def _cases(name):
-    d = load_golden(name)
-    return [
-        pytest.param(d, case, dtype, id=f"{case['name']}-{str(dtype)[6:]}") for case in d["cases"] for dtype in DTYPES
-    ]
-
-
-def _assert_close(actual, expected, tolerance):
-    expected = torch.as_tensor(expected, dtype=torch.float64)
-    actual = actual.detach().to(torch.float64)
-    assert actual.shape == expected.shape
-    assert torch.allclose(actual, expected, **tolerance), (actual, expected)
 
 
 def _toy(eps):
@@ -52,7 +37,7 @@ def _random_batch(seed=0, batch=10, dim=4, num_classes=6, dtype=torch.float64):
     return features, targets, centroids, epsilons
 
 
-@pytest.mark.parametrize("d, case, dtype", _cases("drolt_robust_loss"))
+@pytest.mark.parametrize("d, case, dtype", golden_cases("drolt_robust_loss"))
 def test_robust_loss_golden(d, case, dtype):
     inputs, hp, out = case["inputs"], case["hyperparameters"], case["outputs"]
     tolerance = tol(d)
@@ -63,12 +48,12 @@ def test_robust_loss_golden(d, case, dtype):
     centroids = class_centroids(
         torch.tensor(inputs["centroid_feats"], dtype=dtype), torch.tensor(inputs["centroid_targets"]), num_classes
     )
-    _assert_close(centroids, out["prototypes"], tolerance)
+    assert_close(centroids, out["prototypes"], tolerance)
 
     eps_index = EPS_INDEX[case["variant"]]
-    _assert_close(applied_epsilons(targets, epsilons, num_classes, eps_index), out["epsilon_applied"], tolerance)
+    assert_close(applied_epsilons(targets, epsilons, num_classes, eps_index), out["epsilon_applied"], tolerance)
     if hp["cls_num_list_for_weights"] is not None:
-        _assert_close(frequency_weights(hp["cls_num_list_for_weights"]), hp["class_weights"], tolerance)
+        assert_close(frequency_weights(hp["cls_num_list_for_weights"]), hp["class_weights"], tolerance)
 
     loss_fn = RobustLoss(
         num_classes,
@@ -78,22 +63,22 @@ def test_robust_loss_golden(d, case, dtype):
         class_weights=hp["class_weights"],
     )
     loss = loss_fn(features, targets, centroids, epsilons)
-    _assert_close(loss, out["loss"], tolerance)
+    assert_close(loss, out["loss"], tolerance)
     loss.backward()
-    _assert_close(features.grad, case["grads"]["batch_feats"], tolerance)
-    _assert_close(epsilons.grad, case["grads"]["epsilons"], tolerance)
+    assert_close(features.grad, case["grads"]["batch_feats"], tolerance)
+    assert_close(epsilons.grad, case["grads"]["epsilons"], tolerance)
 
 
-@pytest.mark.parametrize("d, case, dtype", _cases("drolt_ce_lt"))
+@pytest.mark.parametrize("d, case, dtype", golden_cases("drolt_ce_lt"))
 def test_ce_lt_golden(d, case, dtype):
     inputs, out = case["inputs"], case["outputs"]
     tolerance = tol(d)
-    _assert_close(frequency_weights(inputs["cls_num_list"]), out["class_weights"], tolerance)
+    assert_close(frequency_weights(inputs["cls_num_list"]), out["class_weights"], tolerance)
     logits = torch.tensor(inputs["logits"], dtype=dtype, requires_grad=True)
     loss = FrequencyWeightedCE(inputs["cls_num_list"])(logits, torch.tensor(inputs["target"]))
-    _assert_close(loss, out["loss"], tolerance)
+    assert_close(loss, out["loss"], tolerance)
     loss.backward()
-    _assert_close(logits.grad, case["grads"]["logits"], tolerance)
+    assert_close(logits.grad, case["grads"]["logits"], tolerance)
 
 
 def test_toy_values_and_finite_gradient_at_zero_distance():

@@ -83,7 +83,13 @@ def test_ece_matches_its_definition_with_15_bins():
         for b in range(15)
         if (bins == b).any()
     )
-    assert metrics.compute()["ece"] == pytest.approx(float(ece), abs=1e-5)
+    out = metrics.compute()
+    assert out["ece"] == pytest.approx(float(ece), abs=1e-5)
+    confidence_bins, accuracy_bins, counts = out["reliability"]
+    assert counts.sum() == 400
+    filled = counts > 0
+    from_bins = (counts[filled] / 400 * (confidence_bins[filled] - accuracy_bins[filled]).abs()).sum()
+    assert float(from_bins) == pytest.approx(float(ece), abs=1e-5)
 
 
 def test_a_class_without_test_samples_is_nan_and_left_out_of_its_group():

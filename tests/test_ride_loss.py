@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 import torch
-from golden import load_golden, tol
+from golden import assert_close, golden_cases, tol
 from torch.nn import functional as F
 
 from longtail.losses import (
@@ -20,23 +20,8 @@ from longtail.losses import (
     ride_temperatures,
 )
 
-DTYPES = [torch.float32, torch.float64]
 COUNTS = [500, 200, 80, 30, 10]
 CIFAR100_IF100 = [int(500 * 0.01 ** (i / 99)) for i in range(100)]
-
-
-def _cases(name):
-    d = load_golden(name)
-    return [
-        pytest.param(d, case, dtype, id=f"{case['name']}-{str(dtype)[6:]}") for case in d["cases"] for dtype in DTYPES
-    ]
-
-
-def _assert_close(actual, expected, tolerance):
-    expected = torch.as_tensor(expected, dtype=torch.float64)
-    actual = actual.detach().to(torch.float64)
-    assert actual.shape == expected.shape
-    assert torch.allclose(actual, expected, **tolerance), (actual, expected)
 
 
 def _ride_kwargs(case):
@@ -71,7 +56,7 @@ def _random_logits(experts=3, batch=8, classes=5, seed=0, dtype=torch.float64):
     return logits, torch.randint(0, classes, (batch,), generator=g)
 
 
-@pytest.mark.parametrize("golden,case,dtype", _cases("ride_loss"))
+@pytest.mark.parametrize("golden,case,dtype", golden_cases("ride_loss"))
 def test_ride_loss_golden(golden, case, dtype):
     tolerance = tol(golden)
     loss_fn = RIDELoss(**_ride_kwargs(case))
@@ -79,26 +64,26 @@ def test_ride_loss_golden(golden, case, dtype):
     logits, target = _inputs(case, dtype)
     loss = loss_fn(logits, target)
     loss.backward()
-    _assert_close(loss, case["outputs"]["loss"], tolerance)
-    _assert_close(logits.grad, case["grads"]["expert_logits"], tolerance)
+    assert_close(loss, case["outputs"]["loss"], tolerance)
+    assert_close(logits.grad, case["grads"]["expert_logits"], tolerance)
 
     outputs = case["outputs"]
     if outputs.get("m_list") is not None:
-        _assert_close(loss_fn.base_loss.margins, outputs["m_list"], tolerance)
+        assert_close(loss_fn.base_loss.margins, outputs["m_list"], tolerance)
     if "drw_weights_active" in outputs:
         expected = outputs["drw_weights_active"]
         assert (loss_fn.base_loss.weight is None) == (expected is None)
         if expected is not None:
-            _assert_close(loss_fn.base_loss.weight, expected, tolerance)
+            assert_close(loss_fn.base_loss.weight, expected, tolerance)
     if "diversity_temperature_active" in outputs:
         expected = outputs["diversity_temperature_active"]
         temperature, _ = loss_fn.diversity_temperature()
         assert isinstance(temperature, torch.Tensor) == (expected is not None)
         if expected is not None:
-            _assert_close(temperature, expected, tolerance)
+            assert_close(temperature, expected, tolerance)
 
 
-@pytest.mark.parametrize("golden,case,dtype", _cases("ride_distill_loss"))
+@pytest.mark.parametrize("golden,case,dtype", golden_cases("ride_distill_loss"))
 def test_ride_distill_loss_golden(golden, case, dtype):
     tolerance = tol(golden)
     hp = case["hyperparameters"]
@@ -116,11 +101,11 @@ def test_ride_distill_loss_golden(golden, case, dtype):
     teacher = torch.tensor(case["inputs"]["teacher_logits"], dtype=dtype)
     loss = loss_fn(logits, target, teacher)
     loss.backward()
-    _assert_close(loss, case["outputs"]["loss"], tolerance)
-    _assert_close(logits.grad, case["grads"]["expert_logits"], tolerance)
+    assert_close(loss, case["outputs"]["loss"], tolerance)
+    assert_close(logits.grad, case["grads"]["expert_logits"], tolerance)
     if "kd_term" in case["outputs"]:
-        _assert_close(loss_fn.distill(logits.mean(0), teacher), case["outputs"]["kd_term"], tolerance)
-        _assert_close(loss_fn.ride(logits, target), case["outputs"]["ride_term"], tolerance)
+        assert_close(loss_fn.distill(logits.mean(0), teacher), case["outputs"]["kd_term"], tolerance)
+        assert_close(loss_fn.ride(logits, target), case["outputs"]["ride_term"], tolerance)
 
 
 def test_temperatures_cifar100_if100():

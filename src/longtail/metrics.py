@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 GROUPS = ("many", "medium", "few")
@@ -33,6 +34,29 @@ def shot_groups(class_counts: Sequence[int], thresholds: Sequence[int] = (100, 2
     return {"many": many, "medium": ~many & ~few, "few": few}
 
 
+class ReliabilityBins(Metric):
+    """Per confidence bin: mean confidence, accuracy and sample count (the reliability diagram behind ECE)."""
+
+    full_state_update = False
+
+    def __init__(self, n_bins: int = 15):
+        super().__init__()
+        self.n_bins = n_bins
+        for name in ("confidence", "correct", "count"):
+            self.add_state(name, default=torch.zeros(n_bins, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probabilities: torch.Tensor, target: torch.Tensor) -> None:
+        confidence, prediction = probabilities.max(dim=1)
+        bins = (confidence * self.n_bins).ceil().long().clamp(1, self.n_bins) - 1
+        self.confidence.index_add_(0, bins, confidence.double())
+        self.correct.index_add_(0, bins, (prediction == target).double())
+        self.count.index_add_(0, bins, torch.ones_like(confidence, dtype=torch.float64))
+
+    def compute(self) -> torch.Tensor:
+        """(3, n_bins): mean confidence, accuracy and count per bin (NaN where a bin is empty)."""
+        return torch.stack([self.confidence / self.count, self.correct / self.count, self.count])
+
+
 class LongTailMetrics(nn.Module):
     """Accumulates predictions of one split and reports the long-tailed table."""
 
@@ -42,6 +66,7 @@ class LongTailMetrics(nn.Module):
         self.top1 = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.confusion = MulticlassConfusionMatrix(num_classes=num_classes)
         self.ece = MulticlassCalibrationError(num_classes=num_classes, n_bins=ece_bins, norm="l1")
+        self.reliability = ReliabilityBins(ece_bins)
         for name, mask in shot_groups(class_counts, shot_thresholds).items():
             self.register_buffer(f"mask_{name}", mask, persistent=False)
 
@@ -49,7 +74,9 @@ class LongTailMetrics(nn.Module):
         logits = logits.float()
         self.top1.update(logits, target)
         self.confusion.update(logits, target)
-        self.ece.update(logits.softmax(dim=-1), target)
+        probabilities = logits.softmax(dim=-1)
+        self.ece.update(probabilities, target)
+        self.reliability.update(probabilities, target)
 
     def compute(self) -> dict[str, torch.Tensor]:
         confusion = self.confusion.compute()
@@ -64,8 +91,9 @@ class LongTailMetrics(nn.Module):
                 out[f"acc_{name}"] = torch.tensor(math.nan, device=per_class.device)
         out["acc_per_class"] = per_class
         out["confusion"] = confusion
+        out["reliability"] = self.reliability.compute()
         return out
 
     def reset(self) -> None:
-        for metric in (self.top1, self.confusion, self.ece):
+        for metric in (self.top1, self.confusion, self.ece, self.reliability):
             metric.reset()

@@ -116,6 +116,8 @@ class LongTailModule(L.LightningModule):
     def on_test_epoch_end(self):
         results = self._log_metrics("test", self.test_metrics)
         self.test_results = {f"test/{k}": v.tolist() if v.ndim else float(v) for k, v in results.items()}
+        confidence, accuracy, count = results["reliability"].tolist()
+        self.test_results["test/reliability"] = {"confidence": confidence, "accuracy": accuracy, "count": count}
 
     def _log_metrics(self, split: str, metrics: LongTailMetrics) -> dict[str, torch.Tensor]:
         results = metrics.compute()
