@@ -28,8 +28,21 @@ def main(cfg: DictConfig) -> float | None:
     results = run_experiment(cfg, output_dir)
     print(format_table(results, title=f"{cfg.get('name', 'run')} — test set ({output_dir})"))
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    value = results.get(cfg.get("optimized_metric") or "test/acc")
-    return None if value is None else float(value)
+    return sweep_objective(results, cfg.get("optimized_metric"))
+
+
+def sweep_objective(results: dict, metric: str | None) -> float | None:
+    """The value a Hydra sweeper optimises: a validation metric of the selected checkpoint, never a test one."""
+    if metric is None:
+        return None
+    if metric.startswith("test/"):
+        raise ValueError(f"optimized_metric={metric} would tune on the test set: use a val/ metric (e.g. val/acc)")
+    if metric not in results:
+        raise ValueError(
+            f"optimized_metric={metric} is not in this run's results: sweeps need a validation split "
+            "(e.g. datamodule.val=heldout on CIFAR-LT)"
+        )
+    return float(results[metric])
 
 
 if __name__ == "__main__":

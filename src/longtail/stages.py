@@ -119,6 +119,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "checkpoint": selected,
         "selection": f"best {checkpointing.monitor}" if checkpointing and checkpointing.monitor else "last epoch",
     }
+    if checkpointing is not None and checkpointing.monitor and checkpointing.best_model_score is not None:
+        results[checkpointing.monitor] = float(checkpointing.best_model_score)
     (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results, selected
 
