@@ -19,8 +19,10 @@ def backbone_state(path) -> dict:
     return {k: v for k, v in state.items() if k.startswith("network.backbone.")}
 
 
-def test_default_run_writes_results_and_a_loadable_checkpoint(digits_ce_run):
+def test_default_run_writes_results_plots_and_a_loadable_checkpoint(digits_ce_run):
     out, results = digits_ce_run
+    plots = {p.name for p in (out / "train" / "plots").glob("*.png")}
+    assert {"per_class_accuracy.png", "shot_groups.png", "confusion.png", "reliability.png", "val_curves.png"} <= plots
     assert RESULT_KEYS <= set(results)
     stage = read_results(out / "train" / "results.json")
     assert stage["test/acc"] == results["test/acc"]
@@ -101,3 +103,7 @@ def test_wandb_logger_runs_offline_and_writes_its_files(tmp_path, monkeypatch):
     run(["logger=wandb", "trainer.max_epochs=1"], tmp_path / "run")
     offline = list((tmp_path / "run" / "train" / "wandb").glob("offline-run-*"))
     assert offline and list(offline[0].glob("*.wandb"))
+    media = list(offline[0].rglob("*.png")) + list(offline[0].rglob("*table.json"))
+    assert any(p.suffix == ".png" for p in media) and any(p.name.endswith("table.json") for p in media)
+    record = next(offline[0].glob("*.wandb")).read_bytes()
+    assert b"shot_thresholds" in record and b"IF=10" in record

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import yaml
+from conftest import CONF_DIR
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF_DIR
 from longtail.run import sweep_objective
 
 SEARCHES = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))

@@ -21,3 +21,20 @@ def wandb_logger(save_dir: str, offline: bool | None = None, **kwargs):
     if offline is None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_logged_in()
     return WandbLogger(save_dir=save_dir, offline=offline, **kwargs)
+
+
+def publish_results(loggers, config: dict, results: dict, plots: list[Path]) -> None:
+    """Send a finished stage to the W&B loggers: resolved config, the test table and the plots; close the run
+    (each stage is its own W&B run)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    columns = ["top-1", "many", "medium", "few", "ECE"]
+    keys = ["test/acc", "test/acc_many", "test/acc_medium", "test/acc_few", "test/ece"]
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        logger.experiment.config.update(config, allow_val_change=True)
+        logger.log_table(key="test/table", columns=columns, data=[[results.get(k) for k in keys]])
+        if plots:
+            logger.log_image(key="plots", images=[str(p) for p in plots], caption=[p.stem for p in plots])
+        logger.experiment.finish()

@@ -68,6 +68,8 @@ def _checkpoint_callback(callbacks):
 def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
     """Fit (unless the method needs no training), select the checkpoint by the §5 rule, test."""
     from longtail.checkpoint import init_from_checkpoint
+    from longtail.loggers import publish_results
+    from longtail.plots import write_run_plots
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.datamodule)
@@ -122,6 +124,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     if checkpointing is not None and checkpointing.monitor and checkpointing.best_model_score is not None:
         results[checkpointing.monitor] = float(checkpointing.best_model_score)
     (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
+    plots = write_run_plots(stage_dir, results, thresholds=tuple(cfg.metrics.shot_thresholds))
+    publish_results(loggers, model.run_config, results, plots)
     return results, selected
 
 
