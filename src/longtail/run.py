@@ -24,10 +24,13 @@ log = logging.getLogger("longtail")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from lightning.pytorch.utilities import rank_zero_only
+
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     results = run_experiment(cfg, output_dir)
-    print(format_table(results, title=f"{cfg.get('name', 'run')} — test set ({output_dir})"))
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if rank_zero_only.rank == 0:  # under DDP (trainer=ddp) every rank runs this; one reports
+        print(format_table(results, title=f"{cfg.get('name', 'run')} — test set ({output_dir})"))
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return sweep_objective(results, cfg.get("optimized_metric"))
 
 

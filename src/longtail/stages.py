@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("longtail")
@@ -65,6 +66,18 @@ def _checkpoint_callback(callbacks):
     return next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
 
 
+class HandBackTestResults(Callback):
+    """Writes rank 0's ``test_results`` to ``path``: under ``ddp_spawn`` the test runs in worker processes
+    and only scalar callback metrics come back to the caller's model, not the confusion matrix etc."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_test_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps(pl_module.test_results))
+
+
 def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
     """Fit (unless the method needs no training), select the checkpoint by the §5 rule, test."""
     from longtail.checkpoint import init_from_checkpoint
@@ -94,6 +107,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
             checkpointing.monitor = None
     loggers = [instantiate(c, save_dir=str(stage_dir)) for c in cfg.logger.values() if c is not None]
     extra = {} if datamodule.has_val else {"limit_val_batches": 0}
+    handback = stage_dir / ".test_results.json"
+    callbacks.append(HandBackTestResults(handback))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir), **extra)
 
     last = stage_dir / "checkpoints" / "last.ckpt"
@@ -112,6 +127,10 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     if not selected or not Path(selected).is_file():
         selected = str(last)
     trainer.test(model, datamodule=datamodule, ckpt_path=selected if getattr(model, "requires_training", True) else None)
+    if trainer.is_global_zero and handback.is_file():
+        if not model.test_results:  # ddp_spawn: the results were computed in a worker process
+            model.test_results = json.loads(handback.read_text())
+        handback.unlink()
     results = {
         **model.test_results,
         "train_class_counts": datamodule.class_counts,
@@ -123,9 +142,10 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     }
     if checkpointing is not None and checkpointing.monitor and checkpointing.best_model_score is not None:
         results[checkpointing.monitor] = float(checkpointing.best_model_score)
-    (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
-    plots = write_run_plots(stage_dir, results, thresholds=tuple(cfg.metrics.shot_thresholds))
-    publish_results(loggers, model.run_config, results, plots)
+    if trainer.is_global_zero:  # under DDP every rank has the same (synced) results; one writes them
+        (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
+        plots = write_run_plots(stage_dir, results, thresholds=tuple(cfg.metrics.shot_thresholds))
+        publish_results(loggers, model.run_config, results, plots)
     return results, selected
 
 

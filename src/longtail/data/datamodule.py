@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from longtail.data.augment import BatchAugment, BatchEval
 from longtail.data.decode import FileImageDataset
 from longtail.data.imbalance import heldout_split, lt_counts, lt_subsample
-from longtail.data.samplers import InstanceSampler
+from longtail.data.samplers import InstanceSampler, ShardedEvalSampler
 from longtail.data.splits import ArraySplit, FileSplit
 
 VAL_MODES = ("none", "heldout", "source")
@@ -197,10 +197,13 @@ class LongTailDataModule(L.LightningDataModule):
         return self._loader(self.train_split, train=False)
 
     def val_dataloader(self):
-        return [] if self.val_split is None else self._loader(self.val_split, train=False)
+        if self.val_split is None:
+            return []
+        return self._loader(self.val_split, train=False, sampler=ShardedEvalSampler(len(self.val_split)))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_split, train=False)
+        # exact under DDP: each rank evaluates a disjoint shard, torchmetrics sums them at compute
+        return self._loader(self.test_split, train=False, sampler=ShardedEvalSampler(len(self.test_split)))
 
     def _loader(self, split, train: bool, sampler=None) -> DataLoader:
         batch_size = self.batch_size if train else self.eval_batch_size

@@ -9,6 +9,7 @@ Source: Kang et al., "Decoupling Representation and Classifier for Long-Tailed R
 * :class:`SquareRootSampler` - with replacement, P(c) ∝ n_c^q (q = 1/2).
 * :class:`ClassBalancedSampler` - the square-root sampler with q = 0 (uniform over classes).
 * :class:`ProgressiveSampler` - with replacement, moves from instance- to class-balanced over training.
+* :class:`ShardedEvalSampler` - evaluation: every index exactly once over all ranks, in order, no padding.
 
 Every sampler draws only from its own ``torch.Generator`` seeded with ``seed + epoch``, and is
 DDP-correct by itself: each rank builds the same global sequence, pads it (by repeating its start)
@@ -227,3 +228,27 @@ class ProgressiveSampler(_WeightedClassSampler):
         t = min(max(self.epoch, 0), self.max_epochs) / self.max_epochs
         instance = self.counts.double() / len(self.labels)
         return (1 - t) * instance + t / self.num_classes
+
+
+class ShardedEvalSampler(Sampler[int]):
+    """Evaluation sampler: rank r of W takes indices r, r+W, r+2W, ... of 0..N-1, with no padding.
+
+    Under DDP with ``use_distributed_sampler=False`` every rank would otherwise evaluate the whole
+    split, and the torchmetrics sums synchronised at ``compute`` would count each sample W times.
+    ``DistributedSampler`` is no fix either: it pads the last shard by repeating indices, so a few
+    samples are counted twice. Evaluation must be exact, so the shards here are disjoint, cover every
+    index once, and may differ in length by one (which DDP evaluation tolerates: no gradient sync).
+    With one process (the default when torch.distributed is not initialised) it yields 0..N-1.
+    """
+
+    def __init__(self, num_samples: int, num_replicas: int | None = None, rank: int | None = None):
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        self.num_samples = int(num_samples)
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_samples, self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.num_samples, self.num_replicas))

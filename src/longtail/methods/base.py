@@ -110,6 +110,14 @@ class LongTailModule(L.LightningModule):
         images, target = batch
         self.test_metrics.update(self.predict_logits(images), target)
 
+    def on_validation_epoch_start(self):
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self):
+        # fresh states in this process: under ddp_spawn on CPU the metric states arrive in shared memory
+        # (Lightning un-shares only parameters and buffers), and the ranks would add into one tensor
+        self.test_metrics.reset()
+
     def on_validation_epoch_end(self):
         self._log_metrics("val", self.val_metrics)
 
