@@ -21,6 +21,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 GROUPS = ("many", "medium", "few")
+ACCURACY_KEYS = ("acc", *(f"acc_{group}" for group in GROUPS))
 
 
 def shot_groups(class_counts: Sequence[int], thresholds: Sequence[int] = (100, 20)) -> dict[str, torch.Tensor]:

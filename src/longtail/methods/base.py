@@ -16,7 +16,7 @@ from torch import nn
 
 from longtail.checkpoint import CHECKPOINT_KEY
 from longtail.losses import posthoc_adjust
-from longtail.metrics import GROUPS, LongTailMetrics
+from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
 
 
 class LongTailModule(L.LightningModule):
@@ -129,7 +129,7 @@ class LongTailModule(L.LightningModule):
 
     def _log_metrics(self, split: str, metrics: LongTailMetrics) -> dict[str, torch.Tensor]:
         results = metrics.compute()
-        scalars = {f"{split}/{k}": results[k] for k in ("acc", *(f"acc_{g}" for g in GROUPS), "ece")}
+        scalars = {f"{split}/{k}": results[k] for k in (*ACCURACY_KEYS, "ece")}
         self.log_dict(scalars, prog_bar=split == "val", sync_dist=False)
         metrics.reset()
         return results

@@ -22,6 +22,12 @@ from longtail.methods.erm import ERM
 from longtail.models.heads import LWSHead, TauNormHead
 
 
+def load_wrapped_classifier(network: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Stage-1 backbone and linear classifier into a network whose head wraps that classifier (LWS, tau-norm)."""
+    load_prefix(network.backbone, state_dict, "network.backbone.")
+    load_prefix(network.head.linear, state_dict, "network.head.")
+
+
 class ClassifierRetraining(ERM):
     """cRT: keep the stage-1 backbone, train a freshly initialised classifier.
 
@@ -53,8 +59,7 @@ class LearnableWeightScaling(ERM):
         self.freeze("network.backbone")
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
-        load_prefix(self.network.backbone, state_dict, "network.backbone.")
-        load_prefix(self.network.head.linear, state_dict, "network.head.")
+        load_wrapped_classifier(self.network, state_dict)
 
 
 class TauNormalization(LongTailModule):
@@ -78,8 +83,7 @@ class TauNormalization(LongTailModule):
         )
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
-        load_prefix(self.network.backbone, state_dict, "network.backbone.")
-        load_prefix(self.network.head.linear, state_dict, "network.head.")
+        load_wrapped_classifier(self.network, state_dict)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -20,7 +20,7 @@ from torchmetrics.aggregation import CatMetric
 from longtail.checkpoint import build_from_checkpoint, load_prefix, read_checkpoint
 from longtail.flops import gflops, ride_gflops
 from longtail.methods.base import LongTailModule
-from longtail.metrics import LongTailMetrics
+from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
 
 
 class RIDE(LongTailModule):
@@ -143,10 +143,7 @@ class RIDERouter(LongTailModule):
         self.experts_used.reset()
         fractions = (torch.bincount(used - 1, minlength=self.network.num_experts) / len(used)).tolist()
         extra = {
-            "test/acc_router": float(routed["acc"]),
-            "test/acc_router_many": float(routed["acc_many"]),
-            "test/acc_router_medium": float(routed["acc_medium"]),
-            "test/acc_router_few": float(routed["acc_few"]),
+            **{f"test/{k.replace('acc', 'acc_router', 1)}": float(routed[k]) for k in ACCURACY_KEYS},
             "test/experts_per_sample": float(used.float().mean()),
             "test/expert_fractions": fractions,
             "test/gflops_router": ride_gflops(self.network, self.router, self.image_shape, fractions),
