@@ -84,6 +84,30 @@ def shot_group_bars(results: dict, path=None) -> Figure:
     return _save(fig, path)
 
 
+def class_difficulty(results: dict, path=None) -> Figure:
+    """Difficulty-Net's class weights w = C·o/Σo (bars) and the accuracy vector they were predicted from (line),
+    classes ordered by training count, head first: a harder class should get a larger weight."""
+    order = np.argsort(-np.asarray(results["train_class_counts"]), kind="stable")
+    weights = np.asarray(results["diffnet/class_weights"], dtype=float)[order]
+    accuracy = 100 * np.asarray(results["diffnet/accuracy_vector"], dtype=float)[order]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    positions = np.arange(len(order))
+    ax.bar(positions, weights, color="tab:purple", label="class weight (mean 1)")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("class, by training count (head → tail)")
+    ax.set_ylabel("Difficulty-Net class weight")
+    twin = ax.twinx()
+    twin.plot(positions, accuracy, color="tab:green", marker=".", label="held-out accuracy (%)")
+    twin.set_ylim(-5, 105)
+    twin.set_ylabel("held-out accuracy (%)")
+    if len(order) <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(positions, [str(results.get("class_names", order)[i]) for i in order], rotation=90, fontsize=7)
+    ax.set_title("predicted class difficulty")
+    fig.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def confusion_matrix(results: dict, path=None) -> Figure:
     """Row-normalised test confusion matrix (rows = true class), classes ordered by training count, head first."""
     confusion = np.asarray(results["test/confusion"], dtype=float)
@@ -210,6 +234,11 @@ def write_run_plots(stage_dir, results: dict | None = None, thresholds=(100, 20)
         ("shot_groups.png", has("test/acc"), lambda p: shot_group_bars(results, path=p)),
         ("confusion.png", has("test/confusion", "train_class_counts"), lambda p: confusion_matrix(results, path=p)),
         ("reliability.png", has("test/reliability"), lambda p: reliability_diagram(results, path=p)),
+        (
+            "class_difficulty.png",
+            has("diffnet/class_weights", "diffnet/accuracy_vector", "train_class_counts"),
+            lambda p: class_difficulty(results, path=p),
+        ),
     ]
     metrics_csv = _metrics_csv(stage_dir)
     if metrics_csv is not None and read_val_curves(metrics_csv):

@@ -5,8 +5,10 @@
   W = 5, milestones 160 and 180, gamma 0.01 on CIFAR-LT).
 * ``warmup_cosine``: optional linear warm-up, then cosine to 0 over the run,
   stepped once per epoch (classifier-balancing ImageNet-LT configs).
+* ``ramp_multistep``: linear ramp of the rate from lr to ``ramp_to``·lr, then
+  multi-step decay (Difficulty-Net CIFAR script's WRN-28-10 schedule, diffnet.md N5).
 
-Both return a ``LambdaLR`` stepped per epoch; epochs are 0-indexed.
+All return a ``LambdaLR`` stepped per epoch; epochs are 0-indexed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,32 @@ def warmup_cosine(optimizer: Optimizer, max_epochs: int, warmup_epochs: int = 0)
             return (epoch + 1) / warmup_epochs
         span = max(1, max_epochs - warmup_epochs)
         return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / span))
+
+    return LambdaLR(optimizer, factor)
+
+
+def ramp_multistep(
+    optimizer: Optimizer,
+    max_epochs: int,
+    ramp_epochs: int = 400,
+    ramp_to: float = 2.0,
+    milestones: Sequence[int] = (6400, 9600),
+    gamma: float = 0.1,
+) -> LambdaLR:
+    """Linear ramp from 1 to ``ramp_to`` over ``ramp_epochs``, then ×``gamma`` at every milestone.
+
+    The factor is ``1 + (ramp_to − 1)·e/ramp_epochs`` for e < ``ramp_epochs`` and
+    ``ramp_to · gamma^k`` afterwards, k = number of milestones ≤ e (0-indexed epochs).
+    The defaults reproduce the Difficulty-Net reference CIFAR script's WRN-28-10
+    schedule (diffnet.md §7 N5, ``max_epochs=12800``): lr 0.1 warmed to 0.2 over
+    400 epochs, ×0.1 at 6400 and at 9600. ``max_epochs`` is unused (uniform signature).
+    """
+    milestones = sorted(milestones)
+
+    def factor(epoch: int) -> float:
+        if epoch < ramp_epochs:
+            return 1.0 + (ramp_to - 1.0) * epoch / ramp_epochs
+        return ramp_to * gamma ** bisect.bisect_right(milestones, epoch)
 
     return LambdaLR(optimizer, factor)
 

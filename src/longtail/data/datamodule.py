@@ -24,11 +24,12 @@ from torchvision.transforms import v2
 
 from longtail.data.augment import BatchAugment, BatchEval
 from longtail.data.decode import FileImageDataset
-from longtail.data.imbalance import heldout_split, lt_counts, lt_subsample
+from longtail.data.imbalance import heldout_split, lt_counts, lt_prefix, lt_subsample, per_class_sample
 from longtail.data.samplers import InstanceSampler, ShardedEvalSampler
 from longtail.data.splits import ArraySplit, FileSplit
 
 VAL_MODES = ("none", "heldout", "source")
+PROTOCOLS = ("ldam", "diffnet")
 
 
 class TensorBatches(Dataset):
@@ -75,6 +76,13 @@ class LongTailDataModule(L.LightningDataModule):
         augment: ``partial`` of :class:`BatchAugment` for in-memory data (mean/std come from here).
         image_size / resize: crop size and test-time resize of file-based data sets.
         color_jitter: brightness/contrast/saturation jitter of file-based training images (``None``: off).
+        protocol: ``ldam`` (README §2: seeded per-class shuffle) or ``diffnet`` (diffnet.md §1): on in-memory
+            data in file order the last ``val_per_class`` (25) train images of every class are the held-out set
+            (validation, meta set and accuracy set at once) and class c keeps the *first* n_c images of the
+            rest, no shuffle; on list data sets the meta set is ``meta_per_class`` images per class drawn with
+            ``subset_seed`` from the official val list, which stays the validation split.
+        meta_per_class: meta-set images per class drawn from a val list (``protocol=diffnet``).
+        meta_batch_size: batch size of the meta batches (``None``: ``batch_size``).
     """
 
     def __init__(
@@ -101,8 +109,13 @@ class LongTailDataModule(L.LightningDataModule):
         resize: int = 256,
         color_jitter: float | None = 0.4,
         seed: int = 0,
+        protocol: str = "ldam",
+        meta_per_class: int = 10,
+        meta_batch_size: int | None = None,
     ):
         super().__init__()
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"datamodule.protocol must be one of {PROTOCOLS}, got '{protocol}'")
         if val not in VAL_MODES:
             raise ValueError(f"datamodule.val must be one of {VAL_MODES}, got '{val}'")
         if imbalance_factor is not None and imbalance_factor < 1:
@@ -121,11 +134,15 @@ class LongTailDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.image_size, self.resize, self.seed = image_size, resize, seed
         self.color_jitter = color_jitter
-        self.train_split = self.val_split = self.test_split = None
+        self.split_protocol, self.meta_per_class = protocol, meta_per_class
+        self.meta_batch_size = meta_batch_size or batch_size
+        self.train_split = self.val_split = self.test_split = self.meta_split = None
         self.source = None
 
     @property
     def protocol(self) -> str:
+        if self.split_protocol == "diffnet":
+            return "diffnet"
         return "heldout" if self.val_mode == "heldout" else "standard"
 
     @property
@@ -142,16 +159,10 @@ class LongTailDataModule(L.LightningDataModule):
                 f"{self.num_classes}: pick the matching datamodule (e.g. cifar100_lt) or set datamodule.num_classes"
             )
         train = self.source.load("train")
-        if self.val_mode == "heldout":
-            keep, held = heldout_split(train.labels, self.val_per_class)
-            self.val_split, train = train.subset(held), train.subset(keep)
-        elif self.val_mode == "source":
-            self.val_split = self.source.load("val")
-        if self.imbalance_factor is not None:
-            pool = train.class_counts(self.num_classes)
-            counts = lt_counts(min(pool), self.num_classes, self.imbalance_factor, self.imbalance_profile)
-            train = train.subset(lt_subsample(train.labels, counts, seed=self.subset_seed))
-        self.train_split = train
+        if self.split_protocol == "diffnet":
+            self.train_split = self._diffnet_splits(train)
+        else:
+            self.train_split = self._ldam_splits(train)
         self.test_split = _interleaved(self.source.load("test"))
         if self.val_split is not None:
             self.val_split = _interleaved(self.val_split)
@@ -160,6 +171,48 @@ class LongTailDataModule(L.LightningDataModule):
                 f"the images have {train.images.shape[1]} channels but datamodule.channels is {self.channels}"
             )
         self._check_disjoint()
+
+    def _long_tailed(self, pool, subsample):
+        if self.imbalance_factor is None:
+            return pool
+        counts = lt_counts(min(pool.class_counts(self.num_classes)), self.num_classes, self.imbalance_factor,
+                           self.imbalance_profile)
+        return pool.subset(subsample(pool.labels, counts))
+
+    def _ldam_splits(self, train):
+        if self.val_mode == "heldout":
+            keep, held = heldout_split(train.labels, self.val_per_class)
+            self.val_split, train = train.subset(held), train.subset(keep)
+        elif self.val_mode == "source":
+            self.val_split = self.source.load("val")
+        return self._long_tailed(train, lambda labels, counts: lt_subsample(labels, counts, seed=self.subset_seed))
+
+    def _diffnet_splits(self, train):
+        """diffnet.md §1: the held-out/meta/accuracy set, and the un-shuffled long-tailed prefix of the rest."""
+        if isinstance(train, ArraySplit):
+            counts = train.class_counts(self.num_classes)
+            if min(counts) < self.val_per_class + 1:
+                raise ValueError(
+                    f"protocol=diffnet holds out the last {self.val_per_class} training images of every class and "
+                    f"trains on the rest, but class {counts.index(min(counts))} has only {min(counts)} images: it "
+                    f"needs at least {self.val_per_class} + 1 (lower datamodule.val_per_class, or use protocol=ldam)"
+                )
+            self.val_mode = "heldout"
+            keep, held = heldout_split(train.labels, self.val_per_class, self.num_classes)
+            self.val_split = self.meta_split = train.subset(held)
+            return self._long_tailed(train.subset(keep), lt_prefix)
+        if getattr(self.source, "list_names", {}).get("val") is None:
+            raise ValueError(
+                f"protocol=diffnet needs the training images in their file order (in-memory CIFAR-style data, to "
+                f"hold out the last {self.val_per_class} of every class) or an official val list to draw the meta "
+                f"set from (ImageNet-LT, Places-LT); {getattr(self.source, 'name', type(self.source).__name__)} has "
+                f"neither: use protocol=ldam"
+            )
+        self.val_mode = "source"
+        self.val_split = self.source.load("val")
+        self.meta_split = self.val_split.subset(per_class_sample(self.val_split.labels, self.meta_per_class,
+                                                                 seed=self.subset_seed))
+        return self._long_tailed(train, lambda labels, counts: lt_subsample(labels, counts, seed=self.subset_seed))
 
     def _check_disjoint(self) -> None:
         if self.val_split is None:
@@ -196,6 +249,20 @@ class LongTailDataModule(L.LightningDataModule):
         """The training split in file order without augmentation (features for centroids, NCM)."""
         return self._loader(self.train_split, train=False)
 
+    def meta_dataloader(self, epoch: int = 0) -> DataLoader:
+        """Shuffled training-augmented batches of the meta set (``protocol=diffnet``), reshuffled per ``epoch``."""
+        if self.meta_split is None:
+            raise ValueError("this data module has no meta set: set datamodule.protocol=diffnet")
+        sampler = InstanceSampler(labels=self.meta_split.labels, seed=self.seed + 7919)
+        sampler.set_epoch(epoch)
+        return self._loader(self.meta_split, train=True, sampler=sampler, batch_size=self.meta_batch_size)
+
+    def meta_eval_dataloader(self) -> DataLoader:
+        """The meta set without augmentation, for the per-class accuracy vector (every image once)."""
+        if self.meta_split is None:
+            raise ValueError("this data module has no meta set: set datamodule.protocol=diffnet")
+        return self._loader(self.meta_split, train=False)
+
     def val_dataloader(self):
         if self.val_split is None:
             return []
@@ -205,8 +272,8 @@ class LongTailDataModule(L.LightningDataModule):
         # exact under DDP: each rank evaluates a disjoint shard, torchmetrics sums them at compute
         return self._loader(self.test_split, train=False, sampler=ShardedEvalSampler(len(self.test_split)))
 
-    def _loader(self, split, train: bool, sampler=None) -> DataLoader:
-        batch_size = self.batch_size if train else self.eval_batch_size
+    def _loader(self, split, train: bool, sampler=None, batch_size: int | None = None) -> DataLoader:
+        batch_size = batch_size or (self.batch_size if train else self.eval_batch_size)
         pin_memory = self.pin_memory and torch.cuda.is_available()
         if isinstance(split, ArraySplit):
             return DataLoader(
@@ -237,10 +304,10 @@ class LongTailDataModule(L.LightningDataModule):
         return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.image_size)])
 
     def batch_transforms(self) -> tuple[torch.nn.Module, torch.nn.Module]:
-        """The on-device transforms: (train, eval). File-based data is already augmented per image."""
+        """The on-device transforms: (train, eval). File-based data arrives cropped (and flipped) per image; an
+        ``augment`` for it (colour jitter, RandAugment) then runs batched on the device."""
         if not hasattr(self, "_train_transform"):
-            in_memory = isinstance(self.train_split, ArraySplit)
-            if in_memory and self.augment_factory is not None:
+            if self.augment_factory is not None:
                 self._train_transform = self.augment_factory(mean=self.mean, std=self.std)
             else:
                 self._train_transform = BatchEval(self.mean, self.std)

@@ -86,3 +86,30 @@ def heldout_split(labels, per_class: int, num_classes: int | None = None) -> tup
         if per_class:
             is_val[idx[-per_class:]] = True
     return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
+
+
+def lt_prefix(labels, counts) -> np.ndarray:
+    """Indices of the long-tailed subset without shuffling: the *first* ``counts[c]`` images of class c in
+    file order (Difficulty-Net's protocol, diffnet.md §1), class 0 first, ascending within a class."""
+    labels = _labels_array(labels)
+    kept = []
+    for c, n_c in enumerate(int(n) for n in counts):
+        idx = np.flatnonzero(labels == c)
+        if n_c > len(idx) or n_c < 0:
+            raise ValueError(f"class {c} has {len(idx)} images, cannot keep {n_c}")
+        kept.append(idx[:n_c])
+    return np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
+
+
+def per_class_sample(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Ascending indices of ``per_class`` images of every class drawn without replacement by a seeded generator
+    (the Difficulty-Net meta set of ImageNet-LT / Places-LT, 10 per class from the val list, diffnet.md §1 and N9)."""
+    labels = _labels_array(labels)
+    rng = np.random.default_rng(seed)
+    kept = []
+    for c in range(int(labels.max()) + 1 if labels.size else 0):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < per_class:
+            raise ValueError(f"class {c} has {len(idx)} images, fewer than the {per_class} per class asked for")
+        kept.append(rng.choice(idx, size=per_class, replace=False))
+    return np.sort(np.concatenate(kept)).astype(np.int64) if kept else np.zeros(0, np.int64)

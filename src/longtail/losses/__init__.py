@@ -7,6 +7,12 @@ that a training method may reassign at any time, e.g. for deferred re-weighting.
 
 from longtail.losses.balanced_softmax import BalancedSoftmaxLoss
 from longtail.losses.ce import CrossEntropy
+from longtail.losses.diffnet import (
+    DifficultyWeightedLoss,
+    difficulty_class_weights,
+    driver_loss,
+    driver_target,
+)
 from longtail.losses.drolt import (
     FrequencyWeightedCE,
     RobustLoss,
@@ -15,6 +21,7 @@ from longtail.losses.drolt import (
     frequency_weights,
 )
 from longtail.losses.focal import FocalLoss
+from longtail.losses.las import LabelAwareSmoothingLoss, cifar_las_smoothing, label_aware_smoothing
 from longtail.losses.ldam import LDAMLoss, ldam_margins
 from longtail.losses.logit_adjust import LogitAdjustedLoss, posthoc_adjust
 from longtail.losses.ride import DistillationLoss, RIDEDistillLoss, RIDELoss, ride_temperatures
@@ -41,4 +48,11 @@ __all__ = [
     "applied_epsilons",
     "class_centroids",
     "frequency_weights",
+    "DifficultyWeightedLoss",
+    "difficulty_class_weights",
+    "driver_loss",
+    "driver_target",
+    "LabelAwareSmoothingLoss",
+    "cifar_las_smoothing",
+    "label_aware_smoothing",
 ]

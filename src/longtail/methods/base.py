@@ -36,6 +36,7 @@ class LongTailModule(L.LightningModule):
     """
 
     frozen: tuple[str, ...] = ()
+    recalibrated: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -89,10 +90,13 @@ class LongTailModule(L.LightningModule):
         return logits
 
     def train(self, mode: bool = True):
-        """Keep frozen sub-modules in eval mode (their BatchNorm statistics never change)."""
+        """Keep frozen sub-modules in eval mode (their BatchNorm statistics never change), except the
+        recalibrated ones, which follow ``mode``."""
         super().train(mode)
         for name in self.frozen:
             self.get_submodule(name).eval()
+        for name in self.recalibrated:
+            self.get_submodule(name).train(mode)
         return self
 
     def freeze(self, *names: str) -> None:
@@ -100,6 +104,12 @@ class LongTailModule(L.LightningModule):
         for name in names:
             self.get_submodule(name).requires_grad_(False)
         self.frozen = tuple(dict.fromkeys(self.frozen + names))
+        self.train(self.training)
+
+    def recalibrate(self, *names: str) -> None:
+        """Let the named frozen sub-modules re-estimate their BatchNorm statistics while training (train mode,
+        still no gradient)."""
+        self.recalibrated = tuple(dict.fromkeys(self.recalibrated + names))
         self.train(self.training)
 
     def validation_step(self, batch, batch_idx):

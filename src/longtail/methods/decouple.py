@@ -49,14 +49,23 @@ class ClassifierRetraining(ERM):
 
 
 class LearnableWeightScaling(ERM):
-    """LWS: logits = s ⊙ (W f + b) with the stage-1 (W, b) frozen and s learned."""
+    """LWS: logits = s ⊙ (W f + b) with the stage-1 (W, b) frozen and s learned.
+
+    Args:
+        train_classifier: train (W, b) too, from their stage-1 values (Difficulty-Net's CIFAR stage 2).
+        recalibrate: frozen sub-modules kept in train mode, so their BatchNorm statistics are re-estimated
+            on this stage's batches without any gradient (MiSLAS; Difficulty-Net's ImageNet-LT stage 2
+            re-estimates ``network.backbone``, Places-LT only ``network.backbone.extra``).
+    """
 
     needs_init = True
 
-    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], **kwargs):
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], train_classifier: bool = False,
+                 recalibrate: Sequence[str] = (), **kwargs):
         super().__init__(network, loss, **kwargs)
-        self.network.replace_head(LWSHead(self.network.head))
+        self.network.replace_head(LWSHead(self.network.head, train_classifier=train_classifier))
         self.freeze("network.backbone")
+        self.recalibrate(*recalibrate)
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
         load_wrapped_classifier(self.network, state_dict)

@@ -5,6 +5,7 @@ ImageNet ResNets, the ``timm:`` family).
 """
 
 from longtail.models import resnet_imagenet
+from longtail.models.difficulty_net import DifficultyNet
 from longtail.models.heads import HEADS, CosineHead, LinearHead, LWSHead, TauNormHead, create_head
 from longtail.models.network import Network
 from longtail.models.registry import create_backbone, list_backbones, register_backbone, register_backbone_family
@@ -14,6 +15,7 @@ __all__ = [
     "HEADS",
     "BasicBlock",
     "CosineHead",
+    "DifficultyNet",
     "LWSHead",
     "LinearHead",
     "Network",

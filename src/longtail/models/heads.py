@@ -101,15 +101,18 @@ class LWSHead(nn.Module):
     """Learnable weight scaling: ``s ⊙ (W f + b)`` with (W, b) frozen, ``scales`` s init 1.
 
     The scale multiplies the bias too, as in classifier-balancing
-    ``models/TauNormClassifier.py`` (baselines.md §6, B6).
+    ``models/TauNormClassifier.py`` (baselines.md §6, B6). Any head can be scaled (a cosine
+    head too), and with ``train_classifier`` the wrapped head keeps training alongside s
+    (Difficulty-Net's CIFAR stage 2: cRT from the stage-1 classifier plus LWS, diffnet.md §4).
 
     Args:
-        linear: the stage-1 linear head; a frozen copy is kept as ``self.linear``.
+        linear: the stage-1 head; a (frozen unless ``train_classifier``) copy is kept as ``self.linear``.
+        train_classifier: train the wrapped head's parameters too.
     """
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Module, train_classifier: bool = False):
         super().__init__()
-        self.linear = _frozen_copy(linear)
+        self.linear = copy.deepcopy(linear) if train_classifier else _frozen_copy(linear)
         self.out_features = linear.out_features
         self.scales = nn.Parameter(torch.ones(linear.out_features))
 

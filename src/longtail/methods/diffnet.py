@@ -1,0 +1,270 @@
+"""Difficulty-Net stage 1: a meta-learned MLP predicts relative class difficulties that weight the loss.
+
+Sinha & Ohashi, "Difficulty-Net: Learning to Predict Difficulty for Long-Tailed Recognition", WACV 2023
+(arXiv 2209.02960); reference code github.com/hitachi-rd-cv/Difficulty_Net. Per step (diffnet.md §3):
+
+    o = DN_φ(a),  w = C·o / Σo,  L_drv = mean_c (o_c − (1 − a_c / Σa))²
+    θ' = θ − α_t ∇_θ mean_i w_{y_i} ℓ(f_θ(x_i), y_i)            (virtual SGD step, graph kept)
+    φ ← Adam(∇_φ [CE(f_θ'(x_m), y_m) + λ·L_drv])                  (balanced meta batch)
+    θ ← SGD(∇_θ mean_i w_{y_i} ℓ(f_θ(x_i), y_i)),  w from the updated φ, no grad
+
+The accuracy vector a is the per-class accuracy on the held-out (meta) set in eval mode, fixed for an
+epoch. The virtual step is ``torch.func.functional_call`` with θ − α·g (no model copy) and cloned
+buffers, so the real BatchNorm statistics move once per step, in the real forward. Difficulty-Net and
+its input stay in float32 under mixed precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from longtail.losses import difficulty_class_weights, driver_loss
+from longtail.methods.base import LongTailModule
+
+META_STEPS = ("functional", "pseudo_optimizer")
+VIRTUAL_PARAMS = ("all", "last_stage")
+ACCURACY_TIMINGS = ("after_epoch", "before_epoch")
+
+
+def virtual_sgd_step(
+    network: nn.Module,
+    images: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    lrs: Mapping[str, float],
+    virtual: set[str] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One differentiable plain-SGD step θ' = θ − α·∇_θ loss_fn(f_θ(images)).
+
+    Returns ``(parameters, buffers)`` for :func:`functional_call`: the stepped parameters (named in
+    ``virtual``; ``None`` = all trainable ones) keep their graph to θ and to whatever ``loss_fn`` depends
+    on (the Difficulty-Net weights); the others enter detached. The buffers are clones, so the train-mode
+    forwards through them leave the module's BatchNorm statistics untouched.
+    """
+    trainable = {n: p for n, p in network.named_parameters() if p.requires_grad}
+    stepped = {n: p for n, p in trainable.items() if virtual is None or n in virtual}
+    fixed = {n: p.detach() for n, p in network.named_parameters() if n not in stepped}
+    buffers = {n: b.clone() for n, b in network.named_buffers()}
+    loss = loss_fn(functional_call(network, ({**stepped, **fixed}, buffers), (images,)))
+    grads = torch.autograd.grad(loss, list(stepped.values()), create_graph=True, allow_unused=True)
+    updated = {
+        n: p if g is None else p - lrs[n] * g for (n, p), g in zip(stepped.items(), grads)
+    }
+    return {**updated, **fixed}, buffers
+
+
+def last_stage_parameters(network: nn.Module) -> set[str]:
+    """Names of the head's parameters and of the backbone's last child that has parameters (its last residual
+    stage, or the OLTR extra block): the ``virtual_params=last_stage`` memory saver of diffnet.md §3."""
+    children = [name for name, child in network.backbone.named_children() if any(True for _ in child.parameters())]
+    prefixes = ("head.", f"backbone.{children[-1]}.") if children else ("head.",)
+    return {n for n, _ in network.named_parameters() if n.startswith(prefixes)}
+
+
+class DifficultyNetMetaLearning(LongTailModule):
+    """Stage 1: classifier and Difficulty-Net trained together (Lightning manual optimisation, two optimisers).
+
+    Args:
+        loss: ``partial`` of :class:`~longtail.losses.DifficultyWeightedLoss` (CE or Balanced Softmax).
+        difficulty_net: ``partial`` of :class:`~longtail.models.DifficultyNet`, completed with ``num_classes``.
+        difficulty_optimizer: ``partial`` of the Difficulty-Net's optimizer (Adam).
+        lamda: weight λ of the driver loss (0.3).
+        detach_weights: N1 — the class weights enter the virtual step as constants, so Difficulty-Net learns
+            from λ·L_drv only (the reference code).
+        meta_step: ``functional`` (differentiable virtual step) or ``pseudo_optimizer`` (N2: a real step of
+            a pseudo-model with its own momentum SGD, meta criterion = the training criterion; no
+            second-order path).
+        virtual_params: ``all`` or ``last_stage`` (virtual step of the last residual stage + head only).
+        accuracy_timing: ``after_epoch`` (CIFAR: a = 0 in epoch 0, then the accuracy after each epoch) or
+            ``before_epoch`` (ImageNet-LT / Places-LT).
+        lr_groups: learning rate per parameter-name prefix, e.g. ``{network.head: 0.01}`` (Places-LT);
+            other parameters use the optimizer's ``lr``.
+        **kwargs: see :class:`LongTailModule`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: Callable[..., nn.Module],
+        difficulty_net: Callable[..., nn.Module],
+        difficulty_optimizer: Callable[..., torch.optim.Optimizer],
+        lamda: float = 0.3,
+        detach_weights: bool = False,
+        meta_step: str = "functional",
+        virtual_params: str = "all",
+        accuracy_timing: str = "after_epoch",
+        lr_groups: Mapping[str, float] | None = None,
+        **kwargs,
+    ):
+        super().__init__(network, **kwargs)
+        for name, value, allowed in (("meta_step", meta_step, META_STEPS),
+                                     ("virtual_params", virtual_params, VIRTUAL_PARAMS),
+                                     ("accuracy_timing", accuracy_timing, ACCURACY_TIMINGS)):
+            if value not in allowed:
+                raise ValueError(f"method.{name} must be one of {allowed}, got '{value}'")
+        self.automatic_optimization = False
+        num_classes = len(self.class_counts)
+        self.loss = loss(class_counts=self.class_counts)
+        self.difficulty_net = difficulty_net(num_classes=num_classes)
+        self.difficulty_optimizer_factory = difficulty_optimizer
+        self.lamda, self.detach_weights, self.meta_step = lamda, detach_weights, meta_step
+        self.virtual = last_stage_parameters(network) if virtual_params == "last_stage" else None
+        self.accuracy_timing = accuracy_timing
+        self.lr_groups = dict(lr_groups or {})
+        self.register_buffer("accuracy_vector", torch.zeros(num_classes))
+        self.pseudo_momentum: dict[str, torch.Tensor] = {}
+        self._meta_batches = None
+
+    # ------------------------------------------------------------------ optimisation set-up
+
+    def parameter_groups(self) -> list[dict]:
+        """The classifier network's parameters (Difficulty-Net has its own optimizer), split by ``lr_groups``."""
+        groups: dict[str, list] = {prefix: [] for prefix in self.lr_groups}
+        rest = []
+        for name, p in self.named_parameters():
+            if not p.requires_grad or name.startswith("difficulty_net."):
+                continue
+            prefix = next((k for k in self.lr_groups if name.startswith(f"{k}.")), None)
+            (groups[prefix] if prefix else rest).append(p)
+        return [{"params": rest}, *({"params": ps, "lr": self.lr_groups[k]} for k, ps in groups.items() if ps)]
+
+    def configure_optimizers(self):
+        configured = super().configure_optimizers()
+        main = configured["optimizer"] if isinstance(configured, dict) else configured
+        optimizers = [main, self.difficulty_optimizer_factory(self.difficulty_net.parameters())]
+        if isinstance(configured, dict):
+            return optimizers, [configured["lr_scheduler"]]
+        return optimizers
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    # ------------------------------------------------------------------ difficulty and accuracy vector
+
+    def class_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w, L_drv)`` from the current accuracy vector, in Difficulty-Net's own precision (float32) whatever
+        the training precision: autocast is off around it."""
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            accuracies = self.accuracy_vector.to(next(self.difficulty_net.parameters()).dtype)
+            outputs = self.difficulty_net(accuracies)
+            return difficulty_class_weights(outputs), driver_loss(outputs, accuracies)
+
+    @torch.no_grad()
+    def measure_accuracy_vector(self) -> None:
+        """a_c = accuracy on class c of the held-out (meta) set, model in eval mode (every image once)."""
+        datamodule = self.trainer.datamodule
+        transform = datamodule.batch_transforms()[1].to(self.device)
+        num_classes = len(self.class_counts)
+        correct = torch.zeros(num_classes, device=self.device)
+        total = torch.zeros(num_classes, device=self.device)
+        was_training = self.training
+        self.eval()
+        for images, target in datamodule.meta_eval_dataloader():
+            images, target = transform(images.to(self.device, non_blocking=True)), target.to(self.device)
+            hits = (self(images).argmax(dim=1) == target).float()
+            correct.index_add_(0, target, hits)
+            total.index_add_(0, target, torch.ones_like(hits))
+        self.train(was_training)
+        self.accuracy_vector.copy_(correct / total.clamp_min(1))
+
+    def on_train_epoch_start(self) -> None:
+        if self.accuracy_timing == "before_epoch" or self.current_epoch > 0:
+            self.measure_accuracy_vector()
+        weights, _ = self.class_weights()
+        self.log_dict({"train/dn_weight_max": weights.max(), "train/dn_weight_min": weights.min(),
+                       "train/meta_acc": self.accuracy_vector.mean()}, on_epoch=True, on_step=False)
+        self._meta_batches, self._meta_round = None, 0
+
+    def next_meta_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training-augmented meta batch; the meta loader restarts each epoch from a seed derived
+        from the epoch, so a run resumed at an epoch boundary sees the same meta batches."""
+        datamodule = self.trainer.datamodule
+        while True:
+            if self._meta_batches is None:
+                epoch = self.current_epoch * 10_000 + self._meta_round
+                self._meta_batches, self._meta_round = iter(datamodule.meta_dataloader(epoch)), self._meta_round + 1
+            try:
+                images, target = next(self._meta_batches)
+                break
+            except StopIteration:
+                self._meta_batches = None
+        transform = datamodule.batch_transforms()[0].to(self.device)
+        return self.to_memory_format(transform(images.to(self.device, non_blocking=True))), target.to(self.device)
+
+    # ------------------------------------------------------------------ the step
+
+    def _step_sizes(self, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """α per parameter name: the current learning rate of its group in the main optimizer."""
+        by_id = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        return {n: by_id.get(id(p), 0.0) for n, p in self.network.named_parameters()}
+
+    def meta_loss(self, images, target, meta_images, meta_target, lrs: Mapping[str, float]):
+        """``(L_meta, L_drv)``: the meta objective whose gradient trains Difficulty-Net."""
+        weights, driver = self.class_weights()
+        if self.detach_weights:
+            weights = weights.detach()
+        if self.meta_step == "pseudo_optimizer":
+            params, buffers = self._pseudo_step(images, target, weights, lrs)
+            meta_logits = functional_call(self.network, (params, buffers), (meta_images,))
+            return self.loss(meta_logits, meta_target) + self.lamda * driver, driver
+        params, buffers = virtual_sgd_step(
+            self.network, images, lambda logits: self.loss(logits, target, weights), lrs, self.virtual
+        )
+        meta_logits = functional_call(self.network, (params, buffers), (meta_images,))
+        return F.cross_entropy(meta_logits, meta_target) + self.lamda * driver, driver
+
+    @torch.no_grad()
+    def _pseudo_step(self, images, target, weights, lrs):
+        """N2: the reference's pseudo-model step — a real momentum-SGD step of a copy of θ whose momentum
+        persists across iterations; nothing of it is differentiable."""
+        optimizer = self.optimizers()[0].optimizer
+        settings = optimizer.param_groups[0]
+        momentum, decay = settings.get("momentum", 0.0), settings.get("weight_decay", 0.0)
+        params = dict(self.network.named_parameters())
+        buffers = {n: b.clone() for n, b in self.network.named_buffers()}
+        with torch.enable_grad():
+            logits = functional_call(self.network, (params, buffers), (images,))
+            grads = torch.autograd.grad(self.loss(logits, target, weights.detach()), list(params.values()),
+                                        allow_unused=True)
+        stepped = {}
+        for (name, p), g in zip(params.items(), grads):
+            step = torch.zeros_like(p) if g is None else g + decay * p
+            if momentum:
+                previous = self.pseudo_momentum.get(name)
+                step = step if previous is None else momentum * previous + step
+                self.pseudo_momentum[name] = step
+            stepped[name] = p - lrs[name] * step
+        return stepped, buffers
+
+    def training_step(self, batch, batch_idx):
+        images, target = batch
+        images = self.to_memory_format(images)
+        optimizer, difficulty_optimizer = self.optimizers()
+        meta_images, meta_target = self.next_meta_batch()
+        meta_loss, driver = self.meta_loss(images, target, meta_images, meta_target,
+                                           self._step_sizes(optimizer.optimizer))
+        difficulty_optimizer.zero_grad()
+        self.manual_backward(meta_loss, inputs=list(self.difficulty_net.parameters()))
+        difficulty_optimizer.step()
+
+        with torch.no_grad():
+            weights, _ = self.class_weights()
+        loss = self.loss(self.network(images), target, weights)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        self.log_dict({"train/loss": loss, "train/meta_loss": meta_loss, "train/driver_loss": driver},
+                      on_step=True, on_epoch=True)
+        return loss
+
+    def on_test_epoch_end(self):
+        super().on_test_epoch_end()
+        weights, _ = self.class_weights()
+        self.test_results["diffnet/accuracy_vector"] = self.accuracy_vector.tolist()
+        self.test_results["diffnet/class_weights"] = weights.tolist()

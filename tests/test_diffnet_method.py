@@ -1,0 +1,206 @@
+"""Difficulty-Net stage 1 (the meta step, the accuracy vector) and stage 2 (LAS re-training), diffnet.md §3-4, §8."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from conftest import read_results, run
+from golden import assert_close, golden_cases, tol
+from torch import nn
+
+import longtail
+from longtail.losses import DifficultyWeightedLoss, driver_loss
+from longtail.methods.diffnet import DifficultyNetMetaLearning, virtual_sgd_step
+from longtail.models import DifficultyNet, LinearHead, Network
+
+DIFFNET_DIGITS = [
+    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.meta_batch_size=50", "trainer.max_epochs=2",
+    "+stage@stages.las=diffnet_las", "stages.las.trainer.max_epochs=1",
+]
+
+
+class Features(nn.Identity):
+    """A backbone that hands the inputs to the head unchanged (the golden meta step's linear classifier)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_features = dim
+
+
+def linear_meta_learner(num_classes: int, dim: int, hidden: int, dtype=torch.float32, **kwargs):
+    network = Network(Features(dim), LinearHead(dim, num_classes), num_classes)
+    model = DifficultyNetMetaLearning(
+        network, loss=partial(DifficultyWeightedLoss), difficulty_net=partial(DifficultyNet, hidden=hidden),
+        difficulty_optimizer=partial(torch.optim.Adam), class_counts=[1] * num_classes, channels_last=False, **kwargs,
+    )
+    return model.to(dtype)
+
+
+def golden_meta_learner(case, dtype, detach_weights):
+    inputs, hp = case["inputs"], case["hyperparameters"]
+    weight = torch.tensor(inputs["classifier_weight"], dtype=dtype)
+    model = linear_meta_learner(hp["num_classes"], weight.shape[1], hp["hidden"], dtype, lamda=hp["lamda"],
+                                detach_weights=detach_weights)
+    model.difficulty_net.load_state_dict({k: torch.tensor(v, dtype=dtype) for k, v in inputs["mlp_params"].items()})
+    model.network.head.weight.data.copy_(weight)
+    model.network.head.bias.data.copy_(torch.tensor(inputs["classifier_bias"], dtype=dtype))
+    model.accuracy_vector = torch.tensor(inputs["class_accuracies"], dtype=dtype)
+    batches = [torch.tensor(inputs[k], dtype=dtype) for k in ("train_x", "meta_x")]
+    labels = [torch.tensor(inputs[k]) for k in ("train_y", "meta_y")]
+    lrs = {"head.weight": hp["inner_lr"], "head.bias": hp["inner_lr"]}
+    return model, (batches[0], labels[0], batches[1], labels[1], lrs)
+
+
+@pytest.mark.parametrize("golden,case,dtype", golden_cases("diffnet_meta_step"))
+def test_meta_gradient_matches_the_golden_file(golden, case, dtype):
+    model, args = golden_meta_learner(case, dtype, detach_weights=case["variant"] == "reference")
+    meta_loss, driver = model.meta_loss(*args)
+    grads = torch.autograd.grad(meta_loss, list(model.difficulty_net.parameters()))
+    tolerance = tol(golden)
+    assert_close(meta_loss, case["outputs"]["meta_loss"], tolerance)
+    assert_close(driver, case["outputs"]["driver_loss"], tolerance)
+    for (name, _), grad in zip(model.difficulty_net.named_parameters(), grads):
+        assert_close(grad, case["grads"][name], tolerance)
+    train_x, train_y, _, _, lrs = args
+    weights = model.class_weights()[0]
+    params, _ = virtual_sgd_step(model.network, train_x, lambda z: model.loss(z, train_y, weights), lrs)
+    assert_close(params["head.weight"], case["outputs"]["updated_weight"], tolerance)
+    assert_close(params["head.bias"], case["outputs"]["updated_bias"], tolerance)
+
+
+def toy_problem(detach_weights=False, meta_step="functional"):
+    """2 classes, a linear model, a = (0.9, 0.2)."""
+    torch.manual_seed(0)
+    model = linear_meta_learner(2, 3, 4, detach_weights=detach_weights, meta_step=meta_step)
+    model.accuracy_vector = torch.tensor([0.9, 0.2])
+    x, y = torch.randn(8, 3), torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    meta_x, meta_y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+    return model, (x, y, meta_x, meta_y)
+
+
+def dn_gradient(model, loss):
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(model.difficulty_net.parameters()))])
+
+
+def driver_gradient(model):
+    outputs = model.difficulty_net(model.accuracy_vector)
+    return dn_gradient(model, model.lamda * driver_loss(outputs, model.accuracy_vector))
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.0])
+def test_the_classification_meta_loss_reaches_difficulty_net_only_in_paper_mode(alpha):
+    lrs = {"head.weight": alpha, "head.bias": alpha}
+    paper, batch = toy_problem()
+    reference, _ = toy_problem(detach_weights=True)
+    paper_grad = dn_gradient(paper, paper.meta_loss(*batch, lrs)[0])
+    reference_grad = dn_gradient(reference, reference.meta_loss(*batch, lrs)[0])
+    assert torch.equal(reference_grad, driver_gradient(reference))
+    ce_part = paper_grad - driver_gradient(paper)
+    if alpha:
+        assert ce_part.abs().max() > 1e-6
+    else:
+        assert torch.allclose(ce_part, torch.zeros_like(ce_part), atol=1e-9)
+
+
+def test_the_pseudo_optimizer_step_gives_difficulty_net_the_driver_gradient_only():
+    model, batch = toy_problem(meta_step="pseudo_optimizer")
+    optimizer = torch.optim.SGD(model.network.parameters(), lr=0.1, momentum=0.9)
+    model.optimizers = lambda: [type("Wrapped", (), {"optimizer": optimizer})()]
+    lrs = {"head.weight": 0.1, "head.bias": 0.1}
+    grad = dn_gradient(model, model.meta_loss(*batch, lrs)[0])
+    assert torch.allclose(grad, driver_gradient(model))
+    first = {k: v.clone() for k, v in model.pseudo_momentum.items()}
+    model.meta_loss(*batch, lrs)
+    assert all(not torch.equal(first[k], model.pseudo_momentum[k]) for k in first)
+
+
+def test_the_virtual_step_leaves_the_real_batchnorm_statistics_alone():
+    torch.manual_seed(0)
+    network = Network("resnet8", "linear", 3, backbone_kwargs={"in_channels": 1})
+    images, target = torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    before = {n: b.clone() for n, b in network.named_buffers()}
+    network.train()
+    params, buffers = virtual_sgd_step(network, images, lambda z: nn.functional.cross_entropy(z, target),
+                                       {n: 0.1 for n, _ in network.named_parameters()})
+    torch.func.functional_call(network, (params, buffers), (images,))
+    for name, value in network.named_buffers():
+        assert torch.equal(value, before[name]), name
+    assert any(not torch.equal(buffers[n], before[n]) for n in before if "running_mean" in n)
+
+
+def state(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_one_iteration_updates_the_real_batchnorm_statistics_exactly_once(tmp_path):
+    from conftest import compose_config
+    from hydra.utils import instantiate
+
+    from longtail.stages import stage_configs
+
+    stage = stage_configs(compose_config([*DIFFNET_DIGITS, "datamodule.batch_size=16"]))[0][1]
+    datamodule = instantiate(stage.datamodule)
+    datamodule.setup()
+    model = instantiate(stage.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
+    twin = instantiate(stage.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
+    twin.load_state_dict(model.state_dict())
+    import lightning as L
+
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+    torch.manual_seed(3)
+    batches = []
+    record = type("Record", (L.Callback,), {"on_train_batch_start": lambda s, t, m, batch, i: batches.append(batch)})
+    trainer.callbacks.append(record())
+    trainer.fit(model, datamodule=datamodule)
+    twin.train()
+    with torch.no_grad():
+        twin(batches[0][0])
+    for (name, value), (_, expected) in zip(model.network.named_buffers(), twin.network.named_buffers()):
+        assert torch.allclose(value, expected, atol=1e-6), name
+
+
+def test_both_stages_run_on_the_embedded_data_and_freeze_what_the_spec_freezes(tmp_path):
+    results = run([*DIFFNET_DIGITS], tmp_path)
+    first = read_results(tmp_path / "train" / "results.json")
+    assert first["protocol"] == results["protocol"] == "diffnet"
+    assert first["selection"] == "best val/acc"
+    assert len(first["diffnet/class_weights"]) == 10
+    assert abs(sum(first["diffnet/class_weights"]) - 10) < 1e-4
+    assert (tmp_path / "train" / "plots" / "class_difficulty.png").is_file()
+    meta, las = state(first["checkpoint"]), state(results["checkpoint"])
+    assert not torch.equal(meta["accuracy_vector"], torch.zeros(10))
+    for key, value in meta.items():
+        if key.startswith("network.backbone."):
+            assert torch.equal(value, las[key]), key
+    assert not torch.equal(meta["network.head.weight"], las["network.head.linear.weight"])
+    assert not torch.equal(las["network.head.scales"], torch.ones(10))
+
+
+def test_stage_two_starts_from_the_stage_one_logits(tmp_path):
+    results = run([*DIFFNET_DIGITS[:4], "trainer.max_epochs=1"], tmp_path)
+    stage_one = longtail.load(results["checkpoint"])
+    from conftest import compose_config
+    from hydra.utils import instantiate
+
+    from longtail.checkpoint import init_from_checkpoint
+    from longtail.stages import stage_configs
+
+    stage = dict(stage_configs(compose_config(DIFFNET_DIGITS)))["las"]
+    las = instantiate(stage.method, class_counts=stage_one.class_counts, class_names=stage_one.class_names)
+    init_from_checkpoint(las, results["checkpoint"])
+    images = torch.randn(4, 1, 8, 8)
+    las.eval()
+    with torch.no_grad():
+        assert torch.allclose(las(images), stage_one(images), atol=1e-5)
+    trainable = {n for n, p in las.named_parameters() if p.requires_grad}
+    assert trainable == {"network.head.scales", "network.head.linear.weight", "network.head.linear.bias"}
+
+
+def test_each_stage_runs_alone_from_a_checkpoint(tmp_path):
+    first = run([*DIFFNET_DIGITS[:4], "trainer.max_epochs=1"], tmp_path / "one")
+    second = run([*DIFFNET_DIGITS[:4], "stage=diffnet_las", f"init_from={first['checkpoint']}",
+                  "stage.trainer.max_epochs=1"], tmp_path / "two")
+    assert second["stage"] == "las" and second["protocol"] == "diffnet"
