@@ -31,3 +31,17 @@ def test_an_unknown_method_row_is_refused():
 
     with pytest.raises(SystemExit, match="unknown --method"):
         main(["--method", "nope"])
+
+
+@pytest.mark.skipif(CIFAR10 is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
+def test_bench_difficulty_net_rows(tmp_path):
+    from longtail.bench import main
+
+    path = tmp_path / "bench.json"
+    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-batches", "1",
+          "--method", "diffnet,diffnet_las", "--no-epoch-rss", "--json", str(path)])
+    rows = json.loads(path.read_text())["methods"]
+    assert set(rows) == {"diffnet", "diffnet_las"}
+    for row in rows.values():
+        assert row["step_cost_vs_erm"] == pytest.approx(row["erm_img_s"] / row["img_s"])
+    assert rows["diffnet"]["exaugment_data_img_s"] > 0 and rows["diffnet"]["exaugment_vs_per_image"] > 0

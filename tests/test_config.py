@@ -31,6 +31,8 @@ def test_experiment_composes_and_never_selects_on_test(experiment):
     for name, stage in stage_configs(cfg):
         monitors = [c.get("monitor") for c in stage.callbacks.values() if c is not None and "monitor" in c]
         assert all(m is None or m.startswith("val/") for m in monitors), (name, monitors)
+        if stage.model.get("backbone_kwargs", {}).get("pretrained"):
+            stage.model.backbone_kwargs.pretrained = False  # tests never download weights
         network = instantiate(stage.method.network)
         assert network.num_classes == stage.datamodule.num_classes
 

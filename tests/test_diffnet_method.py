@@ -12,7 +12,7 @@ from torch import nn
 
 import longtail
 from longtail.losses import DifficultyWeightedLoss, driver_loss
-from longtail.methods.diffnet import DifficultyNetMetaLearning, virtual_sgd_step
+from longtail.methods.diffnet import DifficultyNetMetaLearning
 from longtail.models import DifficultyNet, LinearHead, Network
 
 DIFFNET_DIGITS = [
@@ -56,18 +56,35 @@ def golden_meta_learner(case, dtype, detach_weights):
 @pytest.mark.parametrize("golden,case,dtype", golden_cases("diffnet_meta_step"))
 def test_meta_gradient_matches_the_golden_file(golden, case, dtype):
     model, args = golden_meta_learner(case, dtype, detach_weights=case["variant"] == "reference")
-    meta_loss, driver = model.meta_loss(*args)
-    grads = torch.autograd.grad(meta_loss, list(model.difficulty_net.parameters()))
+    step = model.meta_update(*args)
+    grads = torch.autograd.grad(step.objective, list(model.difficulty_net.parameters()))
     tolerance = tol(golden)
-    assert_close(meta_loss, case["outputs"]["meta_loss"], tolerance)
-    assert_close(driver, case["outputs"]["driver_loss"], tolerance)
+    assert_close(step.meta_loss, case["outputs"]["meta_loss"], tolerance)
+    assert_close(step.driver, case["outputs"]["driver_loss"], tolerance)
     for (name, _), grad in zip(model.difficulty_net.named_parameters(), grads):
         assert_close(grad, case["grads"][name], tolerance)
-    train_x, train_y, _, _, lrs = args
-    weights = model.class_weights()[0]
-    params, _ = virtual_sgd_step(model.network, train_x, lambda z: model.loss(z, train_y, weights), lrs)
-    assert_close(params["head.weight"], case["outputs"]["updated_weight"], tolerance)
-    assert_close(params["head.bias"], case["outputs"]["updated_bias"], tolerance)
+    assert_close(step.stepped["head.weight"], case["outputs"]["updated_weight"], tolerance)
+    assert_close(step.stepped["head.bias"], case["outputs"]["updated_bias"], tolerance)
+
+
+def test_the_forward_mode_meta_gradient_equals_the_double_backward_one():
+    """The JVP formulation against the textbook one (create_graph virtual step, backward through it)."""
+    torch.manual_seed(0)
+    model = linear_meta_learner(4, 5, 6, torch.float64)
+    model.accuracy_vector = torch.tensor([0.9, 0.5, 0.3, 0.0], dtype=torch.float64)
+    x, y = torch.randn(16, 5, dtype=torch.float64), torch.randint(0, 4, (16,))
+    xm, ym = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 4, (8,))
+    lrs = {"head.weight": 0.3, "head.bias": 0.3}
+    jvp = torch.autograd.grad(model.meta_update(x, y, xm, ym, lrs).objective, list(model.difficulty_net.parameters()))
+    weights, driver = model.class_weights()
+    params = dict(model.network.named_parameters())
+    inner = model.loss(torch.func.functional_call(model.network, params, (x,)), y, weights)
+    grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
+    stepped = {n: p - lrs[n] * g for (n, p), g in zip(params.items(), grads)}
+    meta = nn.functional.cross_entropy(torch.func.functional_call(model.network, stepped, (xm,)), ym)
+    textbook = torch.autograd.grad(meta + model.lamda * driver, list(model.difficulty_net.parameters()))
+    for a, b in zip(jvp, textbook):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 def toy_problem(detach_weights=False, meta_step="functional"):
@@ -81,7 +98,9 @@ def toy_problem(detach_weights=False, meta_step="functional"):
 
 
 def dn_gradient(model, loss):
-    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(model.difficulty_net.parameters()))])
+    grads = torch.autograd.grad(loss, list(model.difficulty_net.parameters()), allow_unused=True)
+    return torch.cat([torch.zeros_like(p).flatten() if g is None else g.flatten()
+                      for p, g in zip(model.difficulty_net.parameters(), grads)])
 
 
 def driver_gradient(model):
@@ -94,8 +113,8 @@ def test_the_classification_meta_loss_reaches_difficulty_net_only_in_paper_mode(
     lrs = {"head.weight": alpha, "head.bias": alpha}
     paper, batch = toy_problem()
     reference, _ = toy_problem(detach_weights=True)
-    paper_grad = dn_gradient(paper, paper.meta_loss(*batch, lrs)[0])
-    reference_grad = dn_gradient(reference, reference.meta_loss(*batch, lrs)[0])
+    paper_grad = dn_gradient(paper, paper.meta_update(*batch, lrs).objective)
+    reference_grad = dn_gradient(reference, reference.meta_update(*batch, lrs).objective)
     assert torch.equal(reference_grad, driver_gradient(reference))
     ce_part = paper_grad - driver_gradient(paper)
     if alpha:
@@ -109,25 +128,30 @@ def test_the_pseudo_optimizer_step_gives_difficulty_net_the_driver_gradient_only
     optimizer = torch.optim.SGD(model.network.parameters(), lr=0.1, momentum=0.9)
     model.optimizers = lambda: [type("Wrapped", (), {"optimizer": optimizer})()]
     lrs = {"head.weight": 0.1, "head.bias": 0.1}
-    grad = dn_gradient(model, model.meta_loss(*batch, lrs)[0])
+    grad = dn_gradient(model, model.meta_update(*batch, lrs).objective)
     assert torch.allclose(grad, driver_gradient(model))
     first = {k: v.clone() for k, v in model.pseudo_momentum.items()}
-    model.meta_loss(*batch, lrs)
+    model.meta_update(*batch, lrs)
     assert all(not torch.equal(first[k], model.pseudo_momentum[k]) for k in first)
 
 
-def test_the_virtual_step_leaves_the_real_batchnorm_statistics_alone():
+def test_the_meta_step_leaves_the_real_batchnorm_statistics_alone():
     torch.manual_seed(0)
     network = Network("resnet8", "linear", 3, backbone_kwargs={"in_channels": 1})
+    model = DifficultyNetMetaLearning(
+        network, loss=partial(DifficultyWeightedLoss), difficulty_net=partial(DifficultyNet, hidden=4),
+        difficulty_optimizer=partial(torch.optim.Adam), class_counts=[5, 3, 2], channels_last=False,
+    ).train()
     images, target = torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,))
     before = {n: b.clone() for n, b in network.named_buffers()}
-    network.train()
-    params, buffers = virtual_sgd_step(network, images, lambda z: nn.functional.cross_entropy(z, target),
-                                       {n: 0.1 for n, _ in network.named_parameters()})
-    torch.func.functional_call(network, (params, buffers), (images,))
+    step = model.meta_update(images, target, images[:6], target[:6], {n: 0.1 for n, _ in network.named_parameters()})
     for name, value in network.named_buffers():
         assert torch.equal(value, before[name]), name
-    assert any(not torch.equal(buffers[n], before[n]) for n in before if "running_mean" in n)
+    twin = Network("resnet8", "linear", 3, backbone_kwargs={"in_channels": 1})
+    twin.load_state_dict(network.state_dict())
+    twin.train()(images)
+    for name, value in twin.named_buffers():
+        assert torch.allclose(step.buffers[name], value, atol=1e-6), name
 
 
 def state(path) -> dict:

@@ -13,7 +13,10 @@ pad-crop-flip, the same SGD). Rows, in images per second:
   augmented and on the device, no model.
 * (e) ``eval``: test-set evaluation, the library's ``Trainer.test`` against a plain loop.
 
-``--method a,b`` adds a row per method: the library's training step relative to ERM.
+``--method a,b`` adds a row per method: the library's training step relative to ERM on the same data
+(methods with their own data protocol, like Difficulty-Net's, get an ERM row on that data).
+``diffnet`` also reports the peak RSS of one full stage-1 epoch (in a fresh process) and the data-path
+speed of its "exaugment" augmentation against torchvision's per-image AutoAugment.
 Rows (a)–(c) and the method rows are measured ``--repeats`` times, interleaved, and the median
 is reported: on a shared machine a single pass drifts by ±10%.
 """
@@ -27,6 +30,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -57,6 +62,13 @@ METHODS: dict[str, list[str]] = {
     "lws": ["stage=lws"],
     "ride": ["model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"],
     "drolt": ["stage=drolt_robust"],
+    "diffnet": ["method=diffnet"],
+    "diffnet_las": ["stage=diffnet_las"],
+}
+# data overrides a method needs; its ERM reference row runs on the same data
+METHOD_DATA: dict[str, list[str]] = {
+    "diffnet": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
+    "diffnet_las": ["datamodule.protocol=diffnet"],
 }
 
 
@@ -153,7 +165,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         found = [Path(p) for p in (os.environ.get("LONGTAIL_CIFAR10"), SHARED_CIFAR10) if p and Path(p).exists()]
-        root = args.root or (found[0] if found else None)
+        root = self.root = args.root or (found[0] if found else None)
         if root is None:
             raise SystemExit("no CIFAR found: pass --root PATH (an image-folder tree, its .tar.gz or a torchvision root)")
         self.base = [
@@ -166,12 +178,7 @@ class Bench:
         self.datamodule.setup("fit")
         self.device = torch.device(args.device)
         self.batches = args.steps + args.warmup
-
-    def _module(self, cfg=None, **performance):
-        cfg = cfg or self.cfg
-        dm = self.datamodule
-        settings = {**cfg.performance, **performance}
-        return instantiate(cfg.method, class_counts=dm.class_counts, class_names=dm.class_names, **settings)
+        self._datamodules: dict = {}
 
     def compute(self) -> float:
         module = self._module().to(self.device).train()
@@ -187,13 +194,49 @@ class Bench:
 
         return _timed(range(self.batches), self.args.warmup, len(labels), self.device, step)
 
+    def _datamodule(self, cfg):
+        """The bench's data module, or one built for a config whose data differs (another split protocol)."""
+        if cfg.datamodule == self.cfg.datamodule:
+            return self.datamodule
+        key = str(cfg.datamodule)
+        if key not in self._datamodules:
+            self._datamodules[key] = instantiate(cfg.datamodule)
+            self._datamodules[key].setup("fit")
+        return self._datamodules[key]
+
+    def _module(self, cfg=None, **performance):
+        cfg = cfg or self.cfg
+        dm = self._datamodule(cfg)
+        settings = {**cfg.performance, **performance}
+        return instantiate(cfg.method, class_counts=dm.class_counts, class_names=dm.class_names, **settings)
+
     def library(self, overrides: list[str] | None = None) -> float:
         cfg = compose_stage([*self.base, *(overrides or [])]) if overrides else self.cfg
         timer = StepTimer(self.args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = self._trainer(cfg, timer, tmp, limit_train_batches=self.batches, max_epochs=1, limit_val_batches=0)
-            trainer.fit(self._module(cfg), datamodule=self.datamodule)
+            trainer.fit(self._module(cfg), datamodule=self._datamodule(cfg))
         return _rate(timer.batches * self.args.batch_size, timer.seconds)
+
+    def augmentation(self, overrides: list[str], per_image_policy=None) -> float:
+        """Images per second of the augmentation that ``overrides`` configure, on training batches (one thread),
+        with ``per_image_policy`` applied image by image in a loop before it (the path a batched policy replaces)."""
+        augment = compose_stage([*self.base, *overrides]).datamodule.augment
+        transform = instantiate(augment)(mean=self.datamodule.mean, std=self.datamodule.std).to(self.device)
+
+        def step(batch):
+            images = batch[0].to(self.device, non_blocking=True)
+            if per_image_policy is not None:
+                images = torch.stack([per_image_policy(image) for image in images])
+            transform(images)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _timed(_take(_cycle(self.datamodule.train_dataloader), 20), 3, self.args.batch_size, self.device,
+                          step)
+        finally:
+            torch.set_num_threads(threads)
 
     def centroid_pass(self) -> float:
         """Images per second of DRO-LT's centroid pass (one eval-mode pass as long as the timed epoch)."""
@@ -244,17 +287,13 @@ class Bench:
         augment = self.datamodule.batch_transforms()[0].to(self.device)
         passes = max(self.batches, 50)
 
-        def library_batches():
-            while True:
-                yield from self.datamodule.train_dataloader()
-
         def library_step(batch):
             augment(batch[0].to(self.device, non_blocking=True))
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            library = _timed(_take(library_batches(), passes), 5, self.args.batch_size, self.device, library_step)
+            library = _timed(_take(_cycle(self.datamodule.train_dataloader), passes), 5, self.args.batch_size, self.device, library_step)
         finally:
             torch.set_num_threads(threads)
         conventional = _timed(_take(self._conventional_loader(True), passes), 5, self.args.batch_size, self.device,
@@ -279,6 +318,11 @@ class Bench:
         batches = _take(loader, self.args.eval_batches or len(loader))
         conventional = _timed(batches, 1, loader.batch_size, self.device, forward)
         return library, conventional
+
+
+def _cycle(loader_factory: Callable[[], Iterable]):
+    while True:
+        yield from loader_factory()
 
 
 def _take(iterable: Iterable, n: int):
@@ -320,11 +364,15 @@ def run(args) -> dict:
     out["eval_vs_conventional"] = out["eval_img_s"] / out["conventional_eval_img_s"]
     methods = [m for m in args.method.split(",") if m]
     if methods:
-        names = ["erm", *(m for m in methods if m != "erm")]
-        rates = _medians({m: partial(bench.library, METHODS[m]) for m in names}, args.repeats)
-        out["methods"] = {m: {"img_s": rates[m], "step_cost_vs_erm": rates["erm"] / rates[m]} for m in methods}
+        rows = {m: [*METHOD_DATA.get(m, []), *METHODS[m]] for m in methods}
+        baselines = {_erm_row(m): METHOD_DATA.get(m, []) for m in ["erm", *methods]}
+        rates = _medians({name: partial(bench.library, o) for name, o in {**baselines, **rows}.items()}, args.repeats)
+        out["methods"] = {m: {"img_s": rates[m], "erm_img_s": rates[_erm_row(m)],
+                              "step_cost_vs_erm": rates[_erm_row(m)] / rates[m]} for m in methods}
         if "drolt" in methods:
             out["methods"]["drolt"]["centroid_pass_img_s"] = bench.centroid_pass()
+        if "diffnet" in methods:
+            out["methods"]["diffnet"].update(diffnet_extras(bench, args))
     out["peak_rss_mb"] = peak_rss_mb()
     out["machine"] = {
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -334,6 +382,46 @@ def run(args) -> dict:
     out["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
     out["settings"]["train_images"] = len(bench.datamodule.train_split)
     return out
+
+
+def _erm_row(method: str) -> str:
+    """The name of the ERM row a method is compared with (ERM on the method's data)."""
+    return f"erm@{'+'.join(METHOD_DATA[method])}" if method in METHOD_DATA else "erm"
+
+
+def diffnet_extras(bench: Bench, args) -> dict:
+    """Difficulty-Net's data path ("exaugment" batched vs torchvision's per-image AutoAugment) and the peak RSS
+    of one full stage-1 epoch in a fresh process (the real CIFAR-10-LT under the DN protocol: 12,341 images,
+    more than CIFAR-100-LT's 10,302)."""
+    from torchvision.transforms import v2
+
+    per_image = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+    extras = {
+        "exaugment_data_img_s": bench.augmentation(["augment=cifar_exaugment"]),
+        "exaugment_per_image_autoaugment_img_s": bench.augmentation(
+            ["augment=cifar_exaugment", "augment.autoaugment=null"], per_image
+        ),
+    }
+    extras["exaugment_vs_per_image"] = extras["exaugment_data_img_s"] / extras["exaugment_per_image_autoaugment_img_s"]
+    if args.epoch_rss:
+        command = [sys.executable, "-m", "longtail.bench", "--root", str(bench.root), "--device", args.device,
+                   "--one-epoch", "diffnet"]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        extras["epoch"] = json.loads(result.stdout.strip().splitlines()[-1])
+    return extras
+
+
+def one_epoch(args) -> dict:
+    """One full training epoch of ``args.one_epoch`` (no validation), with its peak RSS and wall time."""
+    bench = Bench(args)
+    cfg = compose_stage([*bench.base, *METHOD_DATA.get(args.one_epoch, []), *METHODS[args.one_epoch]])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = bench._trainer(cfg, Callback(), tmp, max_epochs=1, limit_val_batches=0)
+        trainer.fit(bench._module(cfg), datamodule=bench._datamodule(cfg))
+    images = len(bench._datamodule(cfg).train_split)
+    return {"method": args.one_epoch, "train_images": images, "seconds": time.perf_counter() - start,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def report(out: dict) -> str:
@@ -352,6 +440,13 @@ def report(out: dict) -> str:
         lines.append(f"method {name:<23} {row['img_s']:>10.0f} img/s   step cost vs ERM {row['step_cost_vs_erm']:.2f}x")
         if "centroid_pass_img_s" in row:
             lines.append(f"    {name} centroid pass        {row['centroid_pass_img_s']:>10.0f} img/s")
+        if "exaugment_data_img_s" in row:
+            lines.append(f"    exaugment data path          {row['exaugment_data_img_s']:>10.0f} img/s   "
+                         f"vs per-image AutoAugment {row['exaugment_vs_per_image']:.1f}x")
+        if "epoch" in row:
+            epoch = row["epoch"]
+            lines.append(f"    one stage-1 epoch ({epoch['train_images']} images) {epoch['seconds']:.0f} s, "
+                         f"peak RSS {epoch['peak_rss_mb']:.0f} MiB")
     machine = out["machine"]
     lines.append(f"peak RSS {out['peak_rss_mb']:.0f} MiB; {machine['cores']} cores, torch {machine['torch']} "
                  f"({machine['torch_threads']} threads), device {machine['device']}")
@@ -374,6 +469,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-channels-last", action="store_true", help="measure with the NCHW layout")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--no-epoch-rss", dest="epoch_rss", action="store_false",
+                        help="skip the full-epoch peak-RSS run of --method diffnet")
+    parser.add_argument("--one-epoch", choices=sorted(METHODS), default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -387,6 +485,9 @@ def quiet() -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     quiet()
+    if args.one_epoch:
+        print(json.dumps(one_epoch(args)))
+        return {}
     unknown = [m for m in args.method.split(",") if m and m not in METHODS]
     if unknown:
         raise SystemExit(f"unknown --method {unknown}: choose from {', '.join(METHODS)}")

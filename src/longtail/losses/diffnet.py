@@ -60,8 +60,8 @@ class DifficultyWeightedLoss(ClassWeightedLoss):
     Args:
         class_counts: training counts n; they define C and, with Balanced Softmax, pi = n / sum(n).
         balanced_softmax: use ``l_i = CE(z_i + log pi, y_i)`` instead of ``CE(z_i, y_i)``.
-        bs_broadcast_bug: reference quirk N3, ``L = mean_i(l_i) mean_j(w_{y_j})``. It only occurs in the
-            reference's Balanced-Softmax path, but is applied as asked whatever ``l`` is.
+        bs_broadcast_bug: reference quirk N3, ``L = mean_i(l_i) mean_j(w_{y_j})``. It occurs only in the
+            reference's Balanced-Softmax path, so with CE (``fidelity=reference`` on a CE run) it changes nothing.
     """
 
     log_prior: torch.Tensor
@@ -84,21 +84,29 @@ class DifficultyWeightedLoss(ClassWeightedLoss):
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None
     ) -> torch.Tensor:
-        losses = self.per_sample(logits, target)
-        weights = self._class_weights(class_weights, logits)
+        return self.weighted_mean(self.per_sample(logits, target), target, class_weights)
+
+    def weighted_mean(
+        self, losses: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The reduction of per-sample values ``losses`` (B,): ``mean_i w_{y_i} losses_i`` (or the N3 form).
+
+        It is linear in ``losses``, so applied to per-sample directional derivatives it gives the directional
+        derivative of the loss (Difficulty-Net's meta-gradient uses this)."""
+        weights = self._class_weights(class_weights, losses)
         if weights is None:
             return losses.mean()
         sample_weights = weights[target]
-        if self.bs_broadcast_bug:
+        if self.bs_broadcast_bug and self.balanced_softmax:
             return losses.mean() * sample_weights.mean()
         return (sample_weights * losses).mean()
 
-    def _class_weights(self, class_weights: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
-        """The per-call weights (or the ``weight`` attribute) on the logits' device and dtype, or ``None``."""
+    def _class_weights(self, class_weights: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        """The per-call weights (or the ``weight`` attribute) on ``like``'s device and dtype, or ``None``."""
         if class_weights is None:
-            return self._weight_like(logits)
+            return self._weight_like(like)
         if self.weight is not None:
             raise ValueError("pass Difficulty-Net weights either per call or through .weight, not both")
         if class_weights.shape != (self.num_classes,):
             raise ValueError(f"class_weights must have shape ({self.num_classes},), got {tuple(class_weights.shape)}")
-        return class_weights.to(device=logits.device, dtype=logits.dtype)
+        return class_weights.to(device=like.device, dtype=like.dtype)

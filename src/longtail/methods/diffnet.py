@@ -4,21 +4,27 @@ Sinha & Ohashi, "Difficulty-Net: Learning to Predict Difficulty for Long-Tailed 
 (arXiv 2209.02960); reference code github.com/hitachi-rd-cv/Difficulty_Net. Per step (diffnet.md §3):
 
     o = DN_φ(a),  w = C·o / Σo,  L_drv = mean_c (o_c − (1 − a_c / Σa))²
-    θ' = θ − α_t ∇_θ mean_i w_{y_i} ℓ(f_θ(x_i), y_i)            (virtual SGD step, graph kept)
-    φ ← Adam(∇_φ [CE(f_θ'(x_m), y_m) + λ·L_drv])                  (balanced meta batch)
-    θ ← SGD(∇_θ mean_i w_{y_i} ℓ(f_θ(x_i), y_i)),  w from the updated φ, no grad
+    θ' = θ − α_t ∇_θ L_v(θ, w),   L_v = mean_i w_{y_i} ℓ(f_θ(x_i), y_i)      (virtual SGD step)
+    φ ← Adam(∇_φ [CE(f_θ'(x_m), y_m) + λ·L_drv])                            (balanced meta batch)
+    θ ← SGD(∇_θ L_v(θ, w)),  w from the updated φ, no grad
 
-The accuracy vector a is the per-class accuracy on the held-out (meta) set in eval mode, fixed for an
-epoch. The virtual step is ``torch.func.functional_call`` with θ − α·g (no model copy) and cloned
-buffers, so the real BatchNorm statistics move once per step, in the real forward. Difficulty-Net and
-its input stay in float32 under mixed precision.
+How it is computed, exactly and without model copies (``torch.func.functional_call`` throughout):
+
+* One train-mode forward f_θ(x) on cloned buffers serves the virtual step and the real step; its clones'
+  BatchNorm statistics are then copied into the model, so the real statistics move once per step.
+* The second-order term is a forward-mode product, not a double backward. With v = ∇_θ' CE(f_θ'(x_m)):
+  ∂CE/∂w = −∂/∂w ⟨α v, ∇_θ L_v(θ, w)⟩ = −∂/∂w L_v evaluated on s_i = d/dt ℓ_i(θ + t α v) — one JVP
+  (``torch.autograd.forward_ad``) of the per-sample losses along αv, since L_v is linear in the ℓ_i.
+* Difficulty-Net and its input stay in float32 under mixed precision.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
@@ -31,30 +37,18 @@ VIRTUAL_PARAMS = ("all", "last_stage")
 ACCURACY_TIMINGS = ("after_epoch", "before_epoch")
 
 
-def virtual_sgd_step(
-    network: nn.Module,
-    images: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    lrs: Mapping[str, float],
-    virtual: set[str] | None = None,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One differentiable plain-SGD step θ' = θ − α·∇_θ loss_fn(f_θ(images)).
+@dataclass
+class MetaStep:
+    """One meta step's results: ``objective`` (its gradient in φ is the meta-gradient), the meta loss and the
+    driver loss (for logging), the per-sample training losses (their graph feeds the real step), the
+    stepped parameters θ' and the buffer clones after the shared forward."""
 
-    Returns ``(parameters, buffers)`` for :func:`functional_call`: the stepped parameters (named in
-    ``virtual``; ``None`` = all trainable ones) keep their graph to θ and to whatever ``loss_fn`` depends
-    on (the Difficulty-Net weights); the others enter detached. The buffers are clones, so the train-mode
-    forwards through them leave the module's BatchNorm statistics untouched.
-    """
-    trainable = {n: p for n, p in network.named_parameters() if p.requires_grad}
-    stepped = {n: p for n, p in trainable.items() if virtual is None or n in virtual}
-    fixed = {n: p.detach() for n, p in network.named_parameters() if n not in stepped}
-    buffers = {n: b.clone() for n, b in network.named_buffers()}
-    loss = loss_fn(functional_call(network, ({**stepped, **fixed}, buffers), (images,)))
-    grads = torch.autograd.grad(loss, list(stepped.values()), create_graph=True, allow_unused=True)
-    updated = {
-        n: p if g is None else p - lrs[n] * g for (n, p), g in zip(stepped.items(), grads)
-    }
-    return {**updated, **fixed}, buffers
+    objective: torch.Tensor
+    meta_loss: torch.Tensor
+    driver: torch.Tensor
+    per_sample: torch.Tensor
+    stepped: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
 
 
 def last_stage_parameters(network: nn.Module) -> set[str]:
@@ -204,64 +198,87 @@ class DifficultyNetMetaLearning(LongTailModule):
         by_id = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
         return {n: by_id.get(id(p), 0.0) for n, p in self.network.named_parameters()}
 
-    def meta_loss(self, images, target, meta_images, meta_target, lrs: Mapping[str, float]):
-        """``(L_meta, L_drv)``: the meta objective whose gradient trains Difficulty-Net."""
+    def _cloned_buffers(self) -> dict[str, torch.Tensor]:
+        return {n: b.clone() for n, b in self.network.named_buffers()}
+
+    def _functional_forward(self, params, buffers, images) -> torch.Tensor:
+        return functional_call(self.network, (params, buffers), (images,))
+
+    def meta_update(self, images, target, meta_images, meta_target, lrs: Mapping[str, float]) -> MetaStep:
+        """The virtual step, the meta loss on the meta batch and the objective whose φ-gradient is the
+        meta-gradient (see the module docstring)."""
         weights, driver = self.class_weights()
-        if self.detach_weights:
-            weights = weights.detach()
+        params = dict(self.network.named_parameters())
+        buffers = self._cloned_buffers()
+        per_sample = self.loss.per_sample(self._functional_forward(params, buffers, images), target)
+        movable = {n: p for n, p in params.items() if p.requires_grad and (self.virtual is None or n in self.virtual)}
+        grads = torch.autograd.grad(self.loss.weighted_mean(per_sample, target, weights.detach()),
+                                    list(movable.values()), retain_graph=True, allow_unused=True)
+        grads = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(movable.items(), grads)}
         if self.meta_step == "pseudo_optimizer":
-            params, buffers = self._pseudo_step(images, target, weights, lrs)
-            meta_logits = functional_call(self.network, (params, buffers), (meta_images,))
-            return self.loss(meta_logits, meta_target) + self.lamda * driver, driver
-        params, buffers = virtual_sgd_step(
-            self.network, images, lambda logits: self.loss(logits, target, weights), lrs, self.virtual
-        )
-        meta_logits = functional_call(self.network, (params, buffers), (meta_images,))
-        return F.cross_entropy(meta_logits, meta_target) + self.lamda * driver, driver
+            stepped = self._pseudo_step(movable, grads, lrs)
+        else:
+            stepped = {n: (p - lrs[n] * grads[n]).detach().requires_grad_() for n, p in movable.items()}
+        meta_params = {**{n: p.detach() for n, p in params.items()}, **stepped}
+        meta_logits = self._functional_forward(meta_params, self._cloned_buffers(), meta_images)
+        if self.meta_step == "pseudo_optimizer":  # N2: the training criterion, and no second-order path
+            meta_criterion = self.loss(meta_logits, meta_target)
+        else:
+            meta_criterion = F.cross_entropy(meta_logits, meta_target)
+        objective = self.lamda * driver
+        if self.meta_step == "functional" and not self.detach_weights:
+            meta_grads = torch.autograd.grad(meta_criterion, list(stepped.values()))
+            tangents = {n: lrs[n] * g for n, g in zip(stepped, meta_grads)}
+            slopes = self._directional_derivatives(params, images, target, tangents)
+            objective = objective - self.loss.weighted_mean(slopes, target, weights)
+        return MetaStep(objective, meta_criterion.detach() + self.lamda * driver.detach(), driver.detach(),
+                        per_sample, stepped, buffers)
 
     @torch.no_grad()
-    def _pseudo_step(self, images, target, weights, lrs):
-        """N2: the reference's pseudo-model step — a real momentum-SGD step of a copy of θ whose momentum
-        persists across iterations; nothing of it is differentiable."""
-        optimizer = self.optimizers()[0].optimizer
-        settings = optimizer.param_groups[0]
+    def _directional_derivatives(self, params, images, target, tangents) -> torch.Tensor:
+        """s_i = d/dt ℓ_i(θ + t·τ) at t = 0 for the tangents τ (zero for parameters not in ``tangents``)."""
+        with fwAD.dual_level():
+            duals = {n: fwAD.make_dual(p.detach(), tangents[n]) if n in tangents else p.detach()
+                     for n, p in params.items()}
+            losses = self.loss.per_sample(self._functional_forward(duals, self._cloned_buffers(), images), target)
+            return fwAD.unpack_dual(losses).tangent
+
+    @torch.no_grad()
+    def _pseudo_step(self, movable, grads, lrs) -> dict[str, torch.Tensor]:
+        """N2: the reference's pseudo-model step — a real momentum-SGD step (PyTorch's SGD rule, with the main
+        optimizer's momentum and weight decay) of a copy of θ whose momentum persists across iterations."""
+        settings = self.optimizers()[0].optimizer.param_groups[0]
         momentum, decay = settings.get("momentum", 0.0), settings.get("weight_decay", 0.0)
-        params = dict(self.network.named_parameters())
-        buffers = {n: b.clone() for n, b in self.network.named_buffers()}
-        with torch.enable_grad():
-            logits = functional_call(self.network, (params, buffers), (images,))
-            grads = torch.autograd.grad(self.loss(logits, target, weights.detach()), list(params.values()),
-                                        allow_unused=True)
         stepped = {}
-        for (name, p), g in zip(params.items(), grads):
-            step = torch.zeros_like(p) if g is None else g + decay * p
+        for name, p in movable.items():
+            step = grads[name] + decay * p
             if momentum:
                 previous = self.pseudo_momentum.get(name)
                 step = step if previous is None else momentum * previous + step
                 self.pseudo_momentum[name] = step
-            stepped[name] = p - lrs[name] * step
-        return stepped, buffers
+            stepped[name] = (p - lrs[name] * step).requires_grad_()
+        return stepped
 
     def training_step(self, batch, batch_idx):
         images, target = batch
         images = self.to_memory_format(images)
         optimizer, difficulty_optimizer = self.optimizers()
         meta_images, meta_target = self.next_meta_batch()
-        meta_loss, driver = self.meta_loss(images, target, meta_images, meta_target,
-                                           self._step_sizes(optimizer.optimizer))
+        meta = self.meta_update(images, target, meta_images, meta_target, self._step_sizes(optimizer.optimizer))
         difficulty_optimizer.zero_grad()
-        self.manual_backward(meta_loss, inputs=list(self.difficulty_net.parameters()))
+        self.manual_backward(meta.objective, inputs=list(self.difficulty_net.parameters()))
         difficulty_optimizer.step()
 
         with torch.no_grad():
             weights, _ = self.class_weights()
-        loss = self.loss(self.network(images), target, weights)
+            for name, buffer in self.network.named_buffers():
+                buffer.copy_(meta.buffers[name])
+        loss = self.loss.weighted_mean(meta.per_sample, target, weights)
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
-        self.log_dict({"train/loss": loss, "train/meta_loss": meta_loss, "train/driver_loss": driver},
+        self.log_dict({"train/loss": loss.detach(), "train/meta_loss": meta.meta_loss, "train/driver_loss": meta.driver},
                       on_step=True, on_epoch=True)
-        return loss
 
     def on_test_epoch_end(self):
         super().on_test_epoch_end()
