@@ -38,7 +38,7 @@ def test_bench_difficulty_net_rows(tmp_path):
     from longtail.bench import main
 
     path = tmp_path / "bench.json"
-    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-batches", "1",
+    main(["--root", str(CIFAR10), "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-batches", "2",
           "--method", "diffnet,diffnet_las", "--no-epoch-rss", "--json", str(path)])
     rows = json.loads(path.read_text())["methods"]
     assert set(rows) == {"diffnet", "diffnet_las"}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import read_results, run
 from golden import assert_close, golden_cases, tol
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 import longtail
@@ -228,3 +231,57 @@ def test_each_stage_runs_alone_from_a_checkpoint(tmp_path):
     second = run([*DIFFNET_DIGITS[:4], "stage=diffnet_las", f"init_from={first['checkpoint']}",
                   "stage.trainer.max_epochs=1"], tmp_path / "two")
     assert second["stage"] == "las" and second["protocol"] == "diffnet"
+
+
+def test_difficulty_net_stays_float32_under_bf16_autocast():
+    model, _ = toy_problem()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weights, driver = model.class_weights()
+    assert weights.dtype == driver.dtype == torch.float32
+
+
+@pytest.mark.parametrize("timing,first_epoch_zero", [("after_epoch", True), ("before_epoch", False)])
+def test_the_accuracy_vector_is_measured_once_per_epoch(tmp_path, timing, first_epoch_zero):
+    record = tmp_path / "vectors.json"
+    run([*DIFFNET_DIGITS[:4], f"method.accuracy_timing={timing}",
+         "+callbacks.record._target_=test_diffnet_method.RecordEpochStartVector", f"+callbacks.record.path={record}"],
+        tmp_path)
+    vectors = json.loads(record.read_text())
+    assert len(vectors) == 2
+    assert (sum(vectors[0]) == 0) == first_epoch_zero
+    assert sum(vectors[1]) > 0
+
+
+class RecordEpochStartVector(Callback):
+    """Writes the accuracy vector each epoch trained with (read at its first batch) to ``path``."""
+
+    def __init__(self, path: str):
+        self.path, self.vectors = Path(path), []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            self.vectors.append(pl_module.accuracy_vector.tolist())
+
+    def on_train_end(self, trainer, pl_module):
+        self.path.write_text(json.dumps(self.vectors))
+
+
+def test_a_killed_stage_one_resumes_to_the_same_weights(tmp_path):
+    overrides = [*DIFFNET_DIGITS[:4], "datamodule.batch_size=64"]
+    whole = run(overrides, tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="killed"):
+        run([*overrides, "+callbacks.kill._target_=conftest.KillAtEpoch", "+callbacks.kill.epoch=1"], tmp_path / "cut")
+    resumed = run(overrides, tmp_path / "cut")
+    a, b = state(whole["checkpoint"]), state(resumed["checkpoint"])
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_stage_two_can_re_estimate_batchnorm_statistics_without_gradients(tmp_path, digits_ce_run):
+    _, first = digits_ce_run
+    results = run(["stage=diffnet_las", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
+                   "stage.method.train_classifier=false", "stage.method.recalibrate=[network.backbone]"], tmp_path)
+    before, after = state(first["checkpoint"]), state(results["checkpoint"])
+    moved = [k for k, v in before.items() if k.startswith("network.backbone.") and not torch.equal(v, after[k])]
+    assert moved and all("running_" in k or "num_batches_tracked" in k for k in moved)
+    assert torch.equal(before["network.head.weight"], after["network.head.linear.weight"])
