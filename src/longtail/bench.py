@@ -63,11 +63,13 @@ METHODS: dict[str, list[str]] = {
     "ride": ["model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"],
     "drolt": ["stage=drolt_robust"],
     "diffnet": ["method=diffnet"],
+    "diffnet_last_stage": ["method=diffnet", "method.virtual_params=last_stage"],
     "diffnet_las": ["stage=diffnet_las"],
 }
 # data overrides a method needs; its ERM reference row runs on the same data
 METHOD_DATA: dict[str, list[str]] = {
     "diffnet": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
+    "diffnet_last_stage": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
     "diffnet_las": ["datamodule.protocol=diffnet"],
 }
 
