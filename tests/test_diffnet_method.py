@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_results, run
+from conftest import read_results, real_cifar10, run
 from golden import assert_close, golden_cases, tol
 from lightning.pytorch.callbacks import Callback
 from torch import nn
@@ -18,6 +18,9 @@ from longtail.losses import DifficultyWeightedLoss, driver_loss
 from longtail.methods.diffnet import DifficultyNetMetaLearning
 from longtail.models import DifficultyNet, LinearHead, Network
 
+# debug settings are applied after every stage's, so a shorter smoke run overrides them there
+QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
+               "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]
 DIFFNET_DIGITS = [
     "method=diffnet", "datamodule.protocol=diffnet", "datamodule.meta_batch_size=50", "trainer.max_epochs=2",
     "+stage@stages.las=diffnet_las", "stages.las.trainer.max_epochs=1",
@@ -285,3 +288,33 @@ def test_stage_two_can_re_estimate_batchnorm_statistics_without_gradients(tmp_pa
     moved = [k for k, v in before.items() if k.startswith("network.backbone.") and not torch.equal(v, after[k])]
     assert moved and all("running_" in k or "num_batches_tracked" in k for k in moved)
     assert torch.equal(before["network.head.weight"], after["network.head.linear.weight"])
+
+
+def test_diffnet_bs_cifar100_smoke(tmp_path, fake_cifar100):
+    results = run(["experiment=diffnet_bs_cifar100", f"datamodule.root={fake_cifar100}", *QUICK_SMOKE], tmp_path)
+    assert results["stage"] == "las" and results["protocol"] == "diffnet"
+    assert sum(results["train_class_counts"]) == 10302
+
+
+@pytest.mark.parametrize("experiment", ["diffnet_imagenet_lt_resnet50", "diffnet_places_lt_resnet152"])
+def test_list_data_set_experiments_smoke(tmp_path, experiment):
+    from fakedata import make_list_dataset
+
+    kind = "imagenet_lt" if "imagenet" in experiment else "places_lt"
+    make_list_dataset(tmp_path / "data", kind=kind, counts=(10, 6, 4), val_per_class=10, test_per_class=2)
+    results = run([f"experiment={experiment}", f"datamodule.root={tmp_path / 'data'}", "datamodule.num_classes=3",
+                   "datamodule.num_workers=0", "datamodule.persistent_workers=false", "datamodule.image_size=32",
+                   "datamodule.resize=36", "datamodule.batch_size=4", "model.backbone_kwargs.pretrained=false",
+                   *QUICK_SMOKE], tmp_path / "run")
+    first = read_results(tmp_path / "run" / "train" / "results.json")
+    assert results["stage"] == "las" and first["protocol"] == "diffnet" and first["train_class_counts"] == [10, 6, 4]
+    assert sum(first["diffnet/accuracy_vector"]) >= 0 and len(first["diffnet/class_weights"]) == 3
+
+
+@pytest.mark.skipif(real_cifar10() is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
+def test_diffnet_cifar10_smoke_on_the_real_data(tmp_path):
+    run(["experiment=diffnet_cifar10", f"datamodule.root={real_cifar10()}", *QUICK_SMOKE], tmp_path)
+    for stage in ("train", "las"):
+        results = read_results(tmp_path / stage / "results.json")
+        assert results["protocol"] == "diffnet" and results["selection"] == "best val/acc"
+        assert results["train_class_counts"] == [4975, 2982, 1787, 1071, 642, 385, 230, 138, 82, 49]

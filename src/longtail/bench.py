@@ -235,8 +235,8 @@ class Bench:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return _timed(_take(_cycle(self.datamodule.train_dataloader), 20), 3, self.args.batch_size, self.device,
-                          step)
+            return _timed(_take(_cycle(self.datamodule.train_dataloader), self.batches + 3), 3, self.args.batch_size,
+                          self.device, step)
         finally:
             torch.set_num_threads(threads)
 
