@@ -318,3 +318,17 @@ def test_diffnet_cifar10_smoke_on_the_real_data(tmp_path):
         results = read_results(tmp_path / stage / "results.json")
         assert results["protocol"] == "diffnet" and results["selection"] == "best val/acc"
         assert results["train_class_counts"] == [4975, 2982, 1787, 1071, 642, 385, 230, 138, 82, 49]
+
+
+def test_stage_one_trains_under_two_process_ddp(tmp_path):
+    """Difficulty-Net is left out of DDP's reducer and its gradient averaged by hand (one reducer backward per step)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "longtail.run", *DIFFNET_DIGITS[:3], "trainer=ddp", "trainer.accelerator=cpu",
+               "trainer.max_epochs=1", "method.accuracy_timing=before_epoch", "trainer.enable_progress_bar=false",
+               f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = read_results(tmp_path / "train" / "results.json")
+    assert results["protocol"] == "diffnet" and len(results["diffnet/class_weights"]) == 10

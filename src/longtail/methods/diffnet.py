@@ -28,6 +28,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from longtail.losses import difficulty_class_weights, driver_loss
 from longtail.methods.base import LongTailModule
@@ -133,6 +134,26 @@ class DifficultyNetMetaLearning(LongTailModule):
         if isinstance(configured, dict):
             return optimizers, [configured["lr_scheduler"]]
         return optimizers
+
+    def configure_model(self) -> None:
+        """DDP's reducer expects one backward per forward over every parameter; Difficulty-Net has its own backward
+        and its gradient is averaged over the ranks by :meth:`update_difficulty_net`, so the reducer ignores it."""
+        super().configure_model()
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, [f"difficulty_net.{name}" for name, _ in self.difficulty_net.named_parameters()]
+        )
+
+    def update_difficulty_net(self, objective: torch.Tensor) -> None:
+        """One optimizer step of Difficulty-Net on ∇_φ objective (float32, never loss-scaled), rank-averaged."""
+        parameters = list(self.difficulty_net.parameters())
+        grads = torch.autograd.grad(objective, parameters)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        for parameter, grad in zip(parameters, grads):
+            if distributed:
+                torch.distributed.all_reduce(grad)
+                grad /= torch.distributed.get_world_size()
+            parameter.grad = grad
+        self.optimizers()[1].optimizer.step()
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -262,12 +283,10 @@ class DifficultyNetMetaLearning(LongTailModule):
     def training_step(self, batch, batch_idx):
         images, target = batch
         images = self.to_memory_format(images)
-        optimizer, difficulty_optimizer = self.optimizers()
+        optimizer = self.optimizers()[0]
         meta_images, meta_target = self.next_meta_batch()
         meta = self.meta_update(images, target, meta_images, meta_target, self._step_sizes(optimizer.optimizer))
-        difficulty_optimizer.zero_grad()
-        self.manual_backward(meta.objective, inputs=list(self.difficulty_net.parameters()))
-        difficulty_optimizer.step()
+        self.update_difficulty_net(meta.objective)
 
         with torch.no_grad():
             weights, _ = self.class_weights()
