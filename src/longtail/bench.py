@@ -36,6 +36,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -232,13 +233,9 @@ class Bench:
                 images = torch.stack([per_image_policy(image) for image in images])
             transform(images)
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with _single_thread():
             return _timed(_take(_cycle(self.datamodule.train_dataloader), self.batches + 3), 3, self.args.batch_size,
                           self.device, step)
-        finally:
-            torch.set_num_threads(threads)
 
     def centroid_pass(self) -> float:
         """Images per second of DRO-LT's centroid pass (one eval-mode pass as long as the timed epoch)."""
@@ -292,12 +289,9 @@ class Bench:
         def library_step(batch):
             augment(batch[0].to(self.device, non_blocking=True))
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            library = _timed(_take(_cycle(self.datamodule.train_dataloader), passes), 5, self.args.batch_size, self.device, library_step)
-        finally:
-            torch.set_num_threads(threads)
+        with _single_thread():
+            library = _timed(_take(_cycle(self.datamodule.train_dataloader), passes), 5, self.args.batch_size,
+                             self.device, library_step)
         conventional = _timed(_take(self._conventional_loader(True), passes), 5, self.args.batch_size, self.device,
                               lambda batch: batch[0].to(self.device, non_blocking=True))
         return library, conventional
@@ -320,6 +314,17 @@ class Bench:
         batches = _take(loader, self.args.eval_batches or len(loader))
         conventional = _timed(batches, 1, loader.batch_size, self.device, forward)
         return library, conventional
+
+
+@contextmanager
+def _single_thread():
+    """Data-path rows run on one thread, so they compare with the conventional pipeline per core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _cycle(loader_factory: Callable[[], Iterable]):

@@ -179,13 +179,16 @@ class LongTailDataModule(L.LightningDataModule):
                            self.imbalance_profile)
         return pool.subset(subsample(pool.labels, counts))
 
+    def _seeded_subsample(self, labels, counts):
+        return lt_subsample(labels, counts, seed=self.subset_seed)
+
     def _ldam_splits(self, train):
         if self.val_mode == "heldout":
             keep, held = heldout_split(train.labels, self.val_per_class)
             self.val_split, train = train.subset(held), train.subset(keep)
         elif self.val_mode == "source":
             self.val_split = self.source.load("val")
-        return self._long_tailed(train, lambda labels, counts: lt_subsample(labels, counts, seed=self.subset_seed))
+        return self._long_tailed(train, self._seeded_subsample)
 
     def _diffnet_splits(self, train):
         """diffnet.md §1: the held-out/meta/accuracy set, and the un-shuffled long-tailed prefix of the rest."""
@@ -212,7 +215,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.val_split = self.source.load("val")
         self.meta_split = self.val_split.subset(per_class_sample(self.val_split.labels, self.meta_per_class,
                                                                  seed=self.subset_seed))
-        return self._long_tailed(train, lambda labels, counts: lt_subsample(labels, counts, seed=self.subset_seed))
+        return self._long_tailed(train, self._seeded_subsample)
 
     def _check_disjoint(self) -> None:
         if self.val_split is None:

@@ -112,6 +112,22 @@ class LongTailModule(L.LightningModule):
         self.recalibrated = tuple(dict.fromkeys(self.recalibrated + names))
         self.train(self.training)
 
+    def eval_pass(self, loader, transform: nn.Module, max_batches: float = float("inf")):
+        """Yield ``(transform(images), target)`` on this module's device for up to ``max_batches`` batches of
+        ``loader``, with the module in eval mode and no gradient; the previous mode is restored afterwards
+        (the per-epoch passes of DRO-LT's centroids and Difficulty-Net's accuracy vector)."""
+        transform = transform.to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                for batch_idx, (images, target) in enumerate(loader):
+                    if batch_idx >= max_batches:
+                        break
+                    yield transform(images.to(self.device, non_blocking=True)), target.to(self.device)
+        finally:
+            self.train(was_training)
+
     def validation_step(self, batch, batch_idx):
         images, target = batch
         self.val_metrics.update(self.predict_logits(images), target)

@@ -170,22 +170,16 @@ class DifficultyNetMetaLearning(LongTailModule):
             outputs = self.difficulty_net(accuracies)
             return difficulty_class_weights(outputs), driver_loss(outputs, accuracies)
 
-    @torch.no_grad()
     def measure_accuracy_vector(self) -> None:
         """a_c = accuracy on class c of the held-out (meta) set, model in eval mode (every image once)."""
         datamodule = self.trainer.datamodule
-        transform = datamodule.batch_transforms()[1].to(self.device)
         num_classes = len(self.class_counts)
         correct = torch.zeros(num_classes, device=self.device)
         total = torch.zeros(num_classes, device=self.device)
-        was_training = self.training
-        self.eval()
-        for images, target in datamodule.meta_eval_dataloader():
-            images, target = transform(images.to(self.device, non_blocking=True)), target.to(self.device)
+        for images, target in self.eval_pass(datamodule.meta_eval_dataloader(), datamodule.batch_transforms()[1]):
             hits = (self(images).argmax(dim=1) == target).float()
             correct.index_add_(0, target, hits)
             total.index_add_(0, target, torch.ones_like(hits))
-        self.train(was_training)
         self.accuracy_vector.copy_(correct / total.clamp_min(1))
 
     def on_train_epoch_start(self) -> None:

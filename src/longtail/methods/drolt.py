@@ -116,16 +116,10 @@ class DROLT(LongTailModule):
             loader, transform = datamodule.train_dataloader(), train_transform
             loader.sampler.set_epoch(self.current_epoch + 1_000_003)
         max_batches = getattr(self.trainer, "num_training_batches", float("inf"))
-        was_training = self.training
-        self.eval()
         features, labels = [], []
-        for batch_idx, (images, target) in enumerate(loader):
-            if batch_idx >= max_batches:
-                break
-            images = transform.to(self.device)(images.to(self.device, non_blocking=True))
+        for images, target in self.eval_pass(loader, transform, max_batches):
             features.append(self.features_and_logits(images)[0])
-            labels.append(target.to(self.device))
-        self.train(was_training)
+            labels.append(target)
         features, labels = self._gathered(torch.cat(features)), self._gathered(torch.cat(labels))
         self.centroids = class_centroids(features, labels, len(self.class_counts))
         self.centroid_refreshes += 1
