@@ -16,7 +16,11 @@ pad-crop-flip, the same SGD). Rows, in images per second:
 ``--method a,b`` adds a row per method: the library's training step relative to ERM on the same data
 (methods with their own data protocol, like Difficulty-Net's, get an ERM row on that data).
 ``diffnet`` also reports the peak RSS of one full stage-1 epoch (in a fresh process) and the data-path
-speed of its "exaugment" augmentation against torchvision's per-image AutoAugment.
+speed of its "exaugment" augmentation against torchvision's per-image AutoAugment. ``bns`` is a BNS step
+(two views through the CIFAR ResNet-18) against a CE step on the same encoder and batch size, plus the
+two-view SimCLR data path against torchvision's per-image pipeline; ``ipdpp`` is the fine-tuning step on
+the undersample and ``dpp_select_s``, the k-DPP selection for all CIFAR-10-LT classes (k = 500).
+Every method row runs at the bench's ``--batch-size``.
 Rows (a)–(c) and the method rows are measured ``--repeats`` times, interleaved, and the median
 is reported: on a shared machine a single pass drifts by ±10%.
 """
@@ -66,12 +70,17 @@ METHODS: dict[str, list[str]] = {
     "diffnet": ["method=diffnet"],
     "diffnet_last_stage": ["method=diffnet", "method.virtual_params=last_stage"],
     "diffnet_las": ["stage=diffnet_las"],
+    "bns": ["stage=bns"],
+    # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
+    "ipdpp": ["stage=ipdpp", "ipdpp.sampler=reference_uniform"],
 }
 # data overrides a method needs; its ERM reference row runs on the same data
 METHOD_DATA: dict[str, list[str]] = {
     "diffnet": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
     "diffnet_last_stage": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
     "diffnet_las": ["datamodule.protocol=diffnet"],
+    "bns": ["model=resnet18_cifar"],
+    "ipdpp": ["model=resnet18_cifar"],
 }
 
 
@@ -215,15 +224,17 @@ class Bench:
 
     def library(self, overrides: list[str] | None = None) -> float:
         cfg = compose_stage([*self.base, *(overrides or [])]) if overrides else self.cfg
+        cfg.datamodule.batch_size = self.args.batch_size  # a stage's own batch size (BNS: 1024) gives way
         timer = StepTimer(self.args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = self._trainer(cfg, timer, tmp, limit_train_batches=self.batches, max_epochs=1, limit_val_batches=0)
             trainer.fit(self._module(cfg), datamodule=self._datamodule(cfg))
         return _rate(timer.batches * self.args.batch_size, timer.seconds)
 
-    def augmentation(self, overrides: list[str], per_image_policy=None) -> float:
+    def augmentation(self, overrides: list[str], per_image_policy=None, batched: bool = True) -> float:
         """Images per second of the augmentation that ``overrides`` configure, on training batches (one thread),
-        with ``per_image_policy`` applied image by image in a loop before it (the path a batched policy replaces)."""
+        with ``per_image_policy`` applied image by image in a loop before it (the path a batched policy replaces);
+        ``batched=False`` times the per-image loop alone."""
         augment = compose_stage([*self.base, *overrides]).datamodule.augment
         transform = instantiate(augment)(mean=self.datamodule.mean, std=self.datamodule.std).to(self.device)
 
@@ -231,7 +242,8 @@ class Bench:
             images = batch[0].to(self.device, non_blocking=True)
             if per_image_policy is not None:
                 images = torch.stack([per_image_policy(image) for image in images])
-            transform(images)
+            if batched:
+                transform(images)
 
         with _single_thread():
             return _timed(_take(_cycle(self.datamodule.train_dataloader), self.batches + 3), 3, self.args.batch_size,
@@ -380,6 +392,12 @@ def run(args) -> dict:
             out["methods"]["drolt"]["centroid_pass_img_s"] = bench.centroid_pass()
         if "diffnet" in methods:
             out["methods"]["diffnet"].update(diffnet_extras(bench, args))
+        if "bns" in methods:
+            out["methods"]["bns"].update(bns_extras(bench))
+        if "ipdpp" in methods:
+            from longtail.data.dpp import time_selection
+
+            out["methods"]["ipdpp"]["dpp_select_s"] = time_selection()
     out["peak_rss_mb"] = peak_rss_mb()
     out["machine"] = {
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -418,6 +436,25 @@ def diffnet_extras(bench: Bench, args) -> dict:
     return extras
 
 
+def bns_extras(bench: Bench) -> dict:
+    """The two-view SimCLR augmentation (batched on the device, ipdpp.md §2) against torchvision's per-image
+    pipeline applied twice to every image, as DataLoader workers would (one thread each)."""
+    from torchvision.transforms import v2
+
+    view = v2.Compose([
+        v2.RandomResizedCrop(32, scale=(0.08, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(1.6, 1.6, 1.6, 0.4)], p=0.8), v2.RandomGrayscale(0.2),
+        v2.GaussianBlur(3, (0.1, 2.0)), v2.ToDtype(torch.float32, scale=True),
+    ])
+    extras = {
+        "two_view_data_img_s": bench.augmentation(["stage=bns"]),
+        "two_view_per_image_img_s": bench.augmentation(["stage=bns"], lambda image: torch.stack([view(image), view(image)]),
+                                                       batched=False),
+    }
+    extras["two_view_vs_per_image"] = extras["two_view_data_img_s"] / extras["two_view_per_image_img_s"]
+    return extras
+
+
 def one_epoch(args) -> dict:
     """One full training epoch of ``args.one_epoch`` (no validation), with its peak RSS and wall time."""
     bench = Bench(args)
@@ -447,6 +484,11 @@ def report(out: dict) -> str:
         lines.append(f"method {name:<23} {row['img_s']:>10.0f} img/s   step cost vs ERM {row['step_cost_vs_erm']:.2f}x")
         if "centroid_pass_img_s" in row:
             lines.append(f"    {name} centroid pass        {row['centroid_pass_img_s']:>10.0f} img/s")
+        if "two_view_data_img_s" in row:
+            lines.append(f"    two-view SimCLR data path    {row['two_view_data_img_s']:>10.0f} img/s   "
+                         f"vs per-image torchvision {row['two_view_vs_per_image']:.1f}x")
+        if "dpp_select_s" in row:
+            lines.append(f"    k-DPP selection, all CIFAR-10-LT classes (k 500): {row['dpp_select_s']:.2f} s")
         if "exaugment_data_img_s" in row:
             lines.append(f"    exaugment data path          {row['exaugment_data_img_s']:>10.0f} img/s   "
                          f"vs per-image AutoAugment {row['exaugment_vs_per_image']:.1f}x")

@@ -8,7 +8,11 @@
 * ``ramp_multistep``: linear ramp of the rate from lr to ``ramp_to``·lr, then
   multi-step decay (Difficulty-Net CIFAR script's WRN-28-10 schedule, diffnet.md N5).
 
-All return a ``LambdaLR`` stepped per epoch; epochs are 0-indexed.
+* ``iteration_warmup_cosine``: the same shape evaluated at the fractional epoch of every iteration
+  (BNS / IP-DPP, MAE-style scaffolding, ipdpp.md §2): linear warm-up from 0, then cosine to 0 at the end.
+
+All return a ``LambdaLR``; epochs are 0-indexed. The per-epoch ones are stepped once per epoch, the
+per-iteration one once per optimizer step (set ``scheduler_interval: step`` on the method).
 """
 
 from __future__ import annotations
@@ -40,6 +44,26 @@ def warmup_cosine(optimizer: Optimizer, max_epochs: int, warmup_epochs: int = 0)
             return (epoch + 1) / warmup_epochs
         span = max(1, max_epochs - warmup_epochs)
         return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / span))
+
+    return LambdaLR(optimizer, factor)
+
+
+def iteration_warmup_cosine(
+    optimizer: Optimizer, max_epochs: int, steps_per_epoch: float, warmup_epochs: float = 0
+) -> LambdaLR:
+    """Factor at fractional epoch t = step / ``steps_per_epoch``: t/W for t < W, then ½(1 + cos(π(t − W)/(E − W))).
+
+    lr(0) = 0, lr(W) = lr_max, lr(E) = 0 (ipdpp.md §2: W = 20 epochs of BNS pretraining, 5 of fine-tuning).
+    """
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch must be > 0, got {steps_per_epoch}")
+
+    def factor(step: int) -> float:
+        t = step / steps_per_epoch
+        if t < warmup_epochs:
+            return t / warmup_epochs
+        span = max(max_epochs - warmup_epochs, 1e-12)
+        return 0.5 * (1.0 + math.cos(math.pi * min(t - warmup_epochs, span) / span))
 
     return LambdaLR(optimizer, factor)
 

@@ -6,7 +6,11 @@ global config with its overrides merged in: a node whose ``_target_`` changes is
 replaced whole, anything else is merged key by key. ``debug`` settings are
 applied last so ``debug=smoke`` shrinks every stage. A stage starts from the
 previous stage's checkpoint, or from the stage named by its ``init_stage``
-(e.g. cRT, LWS and tau-norm side by side, each from the same CE stage).
+(e.g. cRT, LWS and tau-norm side by side, each from the same CE stage). A
+stage set to ``null`` is dropped (an experiment replacing the default ``train``).
+A method without a classifier (BNS pretraining) is not validated or tested; a
+later stage with ``evaluates: <stage>`` (its linear probe) reports its test
+numbers into that stage's ``results.json`` as well, under ``linear_probe``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("longtail")
 
 RESERVED = ("stages", "stage", "debug", "hydra")
+STAGE_KEYS = ("name", "init_stage", "evaluates")
 
 
 def merge_overrides(base: DictConfig, overrides: DictConfig) -> DictConfig:
     """Merge ``overrides`` into ``base``; nodes whose ``_target_`` differs are replaced, not mixed."""
     merged = OmegaConf.merge(base, {})
-    for key, value in overrides.items():
+    for key, value in overrides.items_ex(resolve=False):
         current = merged.get(key)
         if isinstance(value, DictConfig) and isinstance(current, DictConfig):
             if "_target_" in value and value.get("_target_") != current.get("_target_"):
@@ -43,19 +48,20 @@ def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     """The (name, config) of every stage to run, in order."""
     base = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in RESERVED])
     OmegaConf.set_struct(base, False)
-    stages = [(str(name), overrides) for name, overrides in cfg.stages.items()]
+    stages = [(str(name), overrides) for name, overrides in cfg.stages.items() if overrides is not None]
     if cfg.get("stage") is not None:
         name = cfg.stage.name
         chosen = cfg.stages.get(name, cfg.stage)
         stages = [(name, chosen)]
     composed = []
     for name, overrides in stages:
-        keys = [k for k in overrides if k not in ("name", "init_stage")]
+        keys = [k for k in overrides if k not in STAGE_KEYS]
         stage_cfg = merge_overrides(base, OmegaConf.masked_copy(overrides, keys))
         if cfg.get("debug") is not None:
             stage_cfg = merge_overrides(stage_cfg, cfg.debug)
         stage_cfg.stage_name = name
         stage_cfg.init_stage = overrides.get("init_stage")
+        stage_cfg.evaluates = overrides.get("evaluates")
         composed.append((name, stage_cfg))
     return composed
 
@@ -101,12 +107,13 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     checkpointing = _checkpoint_callback(callbacks)
+    validates = datamodule.has_val and model.has_classifier
     if checkpointing is not None:
         checkpointing.dirpath = str(stage_dir / "checkpoints")
-        if not datamodule.has_val:
+        if not validates:
             checkpointing.monitor = None
     loggers = [instantiate(c, save_dir=str(stage_dir)) for c in cfg.logger.values() if c is not None]
-    extra = {} if datamodule.has_val else {"limit_val_batches": 0}
+    extra = {} if validates else {"limit_val_batches": 0}
     handback = stage_dir / ".test_results.json"
     callbacks.append(HandBackTestResults(handback))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir), **extra)
@@ -126,7 +133,11 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         selected = str(last)
     if not selected or not Path(selected).is_file():
         selected = str(last)
-    trainer.test(model, datamodule=datamodule, ckpt_path=selected if getattr(model, "requires_training", True) else None)
+    if model.has_classifier:
+        trainer.test(model, datamodule=datamodule,
+                     ckpt_path=selected if getattr(model, "requires_training", True) else None)
+    else:
+        model.test_results = {"evaluation": "no classifier: the linear_probe entry (written by the probe stage)"}
     if trainer.is_global_zero and handback.is_file():
         if not model.test_results:  # ddp_spawn: the results were computed in a worker process
             model.test_results = json.loads(handback.read_text())
@@ -168,5 +179,18 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
             results = json.loads(done.read_text())
         else:
             results, _ = run_stage(stage_cfg, output_dir / name, init_from)
+            if stage_cfg.evaluates is not None:
+                report_probe(output_dir / stage_cfg.evaluates / "results.json", name, results)
         init_from = checkpoints[name] = results["checkpoint"]
     return results
+
+
+def report_probe(evaluated: Path, probe_stage: str, probe_results: dict) -> None:
+    """Add a probe stage's test numbers to the results of the stage it evaluates (BNS has no classifier)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0 or not evaluated.is_file():
+        return
+    results = json.loads(evaluated.read_text())
+    results["linear_probe"] = {"stage": probe_stage, **{k: v for k, v in probe_results.items() if k.startswith("test/")}}
+    evaluated.write_text(json.dumps(results, indent=2))

@@ -83,6 +83,7 @@ class LongTailDataModule(L.LightningDataModule):
             ``subset_seed`` from the official val list, which stays the validation split.
         meta_per_class: meta-set images per class drawn from a val list (``protocol=diffnet``).
         meta_batch_size: batch size of the meta batches (``None``: ``batch_size``).
+        drop_last: drop the last incomplete training batch (BNS pretraining's large contrastive batches).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class LongTailDataModule(L.LightningDataModule):
         protocol: str = "ldam",
         meta_per_class: int = 10,
         meta_batch_size: int | None = None,
+        drop_last: bool = False,
     ):
         super().__init__()
         if protocol not in PROTOCOLS:
@@ -136,6 +138,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.color_jitter = color_jitter
         self.split_protocol, self.meta_per_class = protocol, meta_per_class
         self.meta_batch_size = meta_batch_size or batch_size
+        self.drop_last = drop_last
         self.train_split = self.val_split = self.test_split = self.meta_split = None
         self.source = None
 
@@ -246,7 +249,7 @@ class LongTailDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         factory = self.sampler_factory or InstanceSampler
         sampler = factory(labels=self.train_split.labels, seed=self.seed)
-        return self._loader(self.train_split, train=True, sampler=sampler)
+        return self._loader(self.train_split, train=True, sampler=sampler, drop_last=self.drop_last)
 
     def train_eval_dataloader(self) -> DataLoader:
         """The training split in file order without augmentation (features for centroids, NCM)."""
@@ -275,7 +278,8 @@ class LongTailDataModule(L.LightningDataModule):
         # exact under DDP: each rank evaluates a disjoint shard, torchmetrics sums them at compute
         return self._loader(self.test_split, train=False, sampler=ShardedEvalSampler(len(self.test_split)))
 
-    def _loader(self, split, train: bool, sampler=None, batch_size: int | None = None) -> DataLoader:
+    def _loader(self, split, train: bool, sampler=None, batch_size: int | None = None, drop_last: bool = False
+                ) -> DataLoader:
         batch_size = batch_size or (self.batch_size if train else self.eval_batch_size)
         pin_memory = self.pin_memory and torch.cuda.is_available()
         if isinstance(split, ArraySplit):
@@ -293,6 +297,7 @@ class LongTailDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=pin_memory,
             persistent_workers=self.persistent_workers,
+            drop_last=drop_last,
         )
 
     def _file_transform(self, train: bool) -> v2.Transform:

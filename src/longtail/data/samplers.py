@@ -9,6 +9,8 @@ Source: Kang et al., "Decoupling Representation and Classifier for Long-Tailed R
 * :class:`SquareRootSampler` - with replacement, P(c) ∝ n_c^q (q = 1/2).
 * :class:`ClassBalancedSampler` - the square-root sampler with q = 0 (uniform over classes).
 * :class:`ProgressiveSampler` - with replacement, moves from instance- to class-balanced over training.
+* :class:`CappedSubsetSampler` - a per-class capped subset (≤ ``cap`` images of every class), shuffled every
+  epoch: a seeded uniform draw (the linear probe's balanced subset) until a method sets its own (IP-DPP).
 * :class:`ShardedEvalSampler` - evaluation: every index exactly once over all ranks, in order, no padding.
 
 Every sampler draws only from its own ``torch.Generator`` seeded with ``seed + epoch``, and is
@@ -85,7 +87,18 @@ class _EpochSampler(Sampler[int]):
 
 
 class InstanceSampler(_EpochSampler):
-    """Instance-balanced sampling: a fresh permutation of all images every epoch."""
+    """Instance-balanced sampling: a fresh permutation of all images every epoch.
+
+    ``fixed_permutation`` repeats epoch 0's permutation every epoch (so ``drop_last`` always drops the same
+    images), as a single-process ``DistributedSampler`` whose ``set_epoch`` is never called (ipdpp.md Q6).
+    """
+
+    def __init__(self, labels: Labels, fixed_permutation: bool = False, **kwargs):
+        super().__init__(labels, **kwargs)
+        self.fixed_permutation = bool(fixed_permutation)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(0 if self.fixed_permutation else epoch)
 
     def _global_indices(self, generator: torch.Generator) -> torch.Tensor:
         return torch.randperm(len(self.labels), generator=generator)
@@ -228,6 +241,45 @@ class ProgressiveSampler(_WeightedClassSampler):
         t = min(max(self.epoch, 0), self.max_epochs) / self.max_epochs
         instance = self.counts.double() / len(self.labels)
         return (1 - t) * instance + t / self.num_classes
+
+
+class CappedSubsetSampler(_ClassSampler):
+    """A subset with min(n_c, ``cap``) images of every class c, in a fresh order every epoch.
+
+    Until :meth:`set_subset` is called the subset is a uniform draw per class seeded with ``subset_seed``
+    (fixed for the whole run: the linear probe's balanced subset, ipdpp.md §2). A method may replace it at
+    any epoch start with its own choice (IP-DPP's k-DPP draws, §3); the epoch length never changes.
+    """
+
+    def __init__(self, labels: Labels, cap: int, subset_seed: int = 0, **kwargs):
+        if cap < 1:
+            raise ValueError(f"cap must be >= 1 image per class, got {cap}")
+        super().__init__(labels, **kwargs)
+        self.cap = int(cap)
+        self.capped_counts = self.counts.clamp(max=self.cap)
+        generator = torch.Generator().manual_seed(int(subset_seed))
+        members = torch.split(torch.argsort(self.labels, stable=True), self.counts.tolist())
+        self.subset = torch.cat([m[torch.randperm(len(m), generator=generator)[: self.cap]] for m in members]).sort()[0]
+
+    @property
+    def global_length(self) -> int:
+        return int(self.capped_counts.sum())
+
+    def set_subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> None:
+        """Train on ``indices`` (into ``labels``) from the next epoch on; they must hold min(n_c, cap) of class c."""
+        indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        if indices.unique().numel() != indices.numel():
+            raise ValueError("the subset repeats images")
+        counts = torch.bincount(self.labels[indices], minlength=self.num_classes)
+        if not torch.equal(counts, self.capped_counts):
+            raise ValueError(
+                f"the subset has per-class counts {counts.tolist()} but the sampler draws min(n_c, cap={self.cap}) "
+                f"= {self.capped_counts.tolist()}"
+            )
+        self.subset = indices.sort()[0]
+
+    def _global_indices(self, generator: torch.Generator) -> torch.Tensor:
+        return self.subset[torch.randperm(len(self.subset), generator=generator)]
 
 
 class ShardedEvalSampler(Sampler[int]):

@@ -6,6 +6,7 @@ that a training method may reassign at any time, e.g. for deferred re-weighting.
 """
 
 from longtail.losses.balanced_softmax import BalancedSoftmaxLoss
+from longtail.losses.bns import BNSLoss
 from longtail.losses.ce import CrossEntropy
 from longtail.losses.diffnet import (
     DifficultyWeightedLoss,
@@ -29,6 +30,7 @@ from longtail.losses.weights import ClassWeightedLoss, DeferredReweighting, clas
 
 __all__ = [
     "BalancedSoftmaxLoss",
+    "BNSLoss",
     "ClassWeightedLoss",
     "CrossEntropy",
     "DeferredReweighting",

@@ -33,7 +33,14 @@ class LongTailModule(L.LightningModule):
         channels_last: run convolutions in NHWC memory layout (measured 1.4x faster on CPU for ResNet-32,
             and the layout tensor cores want on GPUs).
         compile: ``torch.compile`` the backbone in place (state-dict keys unchanged).
+        scheduler_interval: ``epoch`` (the scheduler is stepped once per epoch) or ``step`` (once per optimizer
+            step; it is then also called with ``steps_per_epoch``).
+        decay_all: weight decay on every parameter; ``False`` exempts biases and 1-D parameters (norm layers),
+            as MAE-style AdamW recipes do (BNS / IP-DPP).
     """
+
+    #: False for a method without a classifier (BNS pretraining): no validation or test, a probe evaluates it
+    has_classifier: bool = True
 
     frozen: tuple[str, ...] = ()
     recalibrated: tuple[str, ...] = ()
@@ -49,8 +56,12 @@ class LongTailModule(L.LightningModule):
         posthoc_tau: float = 0.0,
         channels_last: bool = True,
         compile: bool = False,
+        scheduler_interval: str = "epoch",
+        decay_all: bool = True,
     ):
         super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.class_counts = [int(c) for c in class_counts]
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(len(class_counts))]
         num_classes = getattr(network, "num_classes", len(self.class_counts))
@@ -67,6 +78,7 @@ class LongTailModule(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
         self.compile_backbone = compile
+        self.scheduler_interval, self.decay_all = scheduler_interval, decay_all
         self.val_metrics = LongTailMetrics(self.class_counts, shot_thresholds)
         self.test_metrics = LongTailMetrics(self.class_counts, shot_thresholds)
         self.run_config: dict | None = None
@@ -161,8 +173,17 @@ class LongTailModule(L.LightningModule):
         return results
 
     def parameter_groups(self) -> list:
-        """What the optimizer trains: every parameter that requires grad (methods may split it in groups)."""
-        return [p for p in self.parameters() if p.requires_grad]
+        """What the optimizer trains: every parameter that requires grad (methods may split it in groups); with
+        ``decay_all=False`` biases and 1-D parameters form a second group without weight decay."""
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        if self.decay_all:
+            return [p for _, p in trainable]
+        exempt = [p.ndim <= 1 or name.endswith(".bias") for name, p in trainable]
+        groups = [
+            {"params": [p for (_, p), no_decay in zip(trainable, exempt) if not no_decay]},
+            {"params": [p for (_, p), no_decay in zip(trainable, exempt) if no_decay], "weight_decay": 0.0},
+        ]
+        return [group for group in groups if group["params"]]
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:
@@ -170,8 +191,13 @@ class LongTailModule(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, max_epochs=self.trainer.max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        max_epochs = self.trainer.max_epochs
+        if self.scheduler_interval == "step":
+            steps_per_epoch = self.trainer.estimated_stepping_batches / max_epochs
+            scheduler = self.scheduler_factory(optimizer, max_epochs=max_epochs, steps_per_epoch=steps_per_epoch)
+        else:
+            scheduler = self.scheduler_factory(optimizer, max_epochs=max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = {
@@ -179,6 +205,7 @@ class LongTailModule(L.LightningModule):
             "class_counts": self.class_counts,
             "class_names": self.class_names,
             "method": f"{type(self).__module__}.{type(self).__qualname__}",
+            "has_classifier": self.has_classifier,
         }
 
     def init_from_checkpoint(self, checkpoint: dict) -> None:

@@ -32,15 +32,20 @@ class ClassifierRetraining(ERM):
     """cRT: keep the stage-1 backbone, train a freshly initialised classifier.
 
     ``reinit_head=False`` keeps training the previous stage's classifier instead (DRO-LT's
-    balanced-classifier phase does this).
+    balanced-classifier phase does this). The same stage is BNS's linear probe (ipdpp.md §2);
+    ``recalibrate_backbone`` leaves the frozen backbone in train mode, so its BatchNorm statistics
+    move, as the BNS reference probe does (Q8).
     """
 
     needs_init = True
 
-    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], reinit_head: bool = True, **kwargs):
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], reinit_head: bool = True,
+                 recalibrate_backbone: bool = False, **kwargs):
         super().__init__(network, loss, **kwargs)
         self.reinit_head = reinit_head
         self.freeze("network.backbone")
+        if recalibrate_backbone:
+            self.recalibrate("network.backbone")
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
         load_prefix(self.network.backbone, state_dict, "network.backbone.")
