@@ -17,4 +17,4 @@ smoke:
 	$(PYTHON) -m longtail.run experiment=ce_cifar10 debug=smoke
 
 bench:
-	$(PYTHON) -m longtail.bench --method erm,ldam_drw,balanced_softmax,crt,lws,ride,drolt,diffnet,diffnet_las --json bench.json
+	$(PYTHON) -m longtail.bench --method erm,ldam_drw,balanced_softmax,crt,lws,ride,drolt,diffnet,diffnet_las,bns,ipdpp --json bench.json

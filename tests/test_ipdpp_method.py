@@ -197,3 +197,32 @@ def test_ipdpp_cifar10_smoke_on_the_real_data(tmp_path):
     for stage in ("bns", "probe", "ipdpp"):
         assert (tmp_path / stage / "results.json").is_file()
     assert "test/acc" in read_results(tmp_path / "probe" / "results.json")
+
+
+def test_adamw_groups_exempt_biases_and_norm_parameters_from_weight_decay():
+    model = _fine_tuner("all")
+    model.decay_all = False
+    decay, exempt = model.parameter_groups()
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[id(p)].endswith("weight") and p.ndim > 1 for p in decay["params"])
+    assert {names[id(p)] for p in exempt["params"]} >= {"network.head.bias", "network.backbone.stem.1.weight"}
+    assert exempt["weight_decay"] == 0.0 and "weight_decay" not in decay
+
+
+def test_the_probe_runs_alone_from_a_bns_checkpoint(tmp_path, ipdpp_digits_run):
+    out, _, _ = ipdpp_digits_run
+    bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
+    results = run([*IPDPP_DIGITS, "stage=ipdpp_probe", f"init_from={bns_checkpoint}"], tmp_path)
+    assert results["stage"] == "probe" and "test/acc" in results
+
+
+def test_a_killed_fine_tuning_resumes_with_its_subset_and_weights(tmp_path, ipdpp_digits_run):
+    out, whole, _ = ipdpp_digits_run
+    kill = ["+stages.ipdpp.callbacks.kill._target_=conftest.KillAtEpoch", "+stages.ipdpp.callbacks.kill.epoch=2"]
+    with pytest.raises(RuntimeError, match="killed"):
+        run([*IPDPP_DIGITS, *kill], tmp_path)
+    resumed = run(IPDPP_DIGITS, tmp_path)
+    assert resumed["ipdpp/draws"] == whole["ipdpp/draws"]
+    a, b = state(out / "ipdpp" / "checkpoints" / "last.ckpt"), state(tmp_path / "ipdpp" / "checkpoints" / "last.ckpt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

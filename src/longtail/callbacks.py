@@ -6,7 +6,30 @@ import random
 
 import numpy as np
 import torch
+from lightning.pytorch import callbacks
 from lightning.pytorch.callbacks import Callback
+
+
+class ModelCheckpoint(callbacks.ModelCheckpoint):
+    """Lightning's checkpointing, with ``last.ckpt`` rewritten after every validation.
+
+    Lightning 2.6 writes ``last.ckpt`` only when a top-k checkpoint was saved in the same step, so with a
+    monitored metric that stops improving ``last.ckpt`` stays at the best epoch, and a killed run would resume
+    from there instead of from its last epoch.
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_last_if_skipped(trainer, at_train_epoch_end=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_last_if_skipped(trainer, at_train_epoch_end=False)
+
+    def _save_last_if_skipped(self, trainer, at_train_epoch_end: bool) -> None:
+        if (self.save_last and not self._should_skip_saving_checkpoint(trainer)
+                and self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class RNGState(Callback):

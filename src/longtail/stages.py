@@ -192,5 +192,6 @@ def report_probe(evaluated: Path, probe_stage: str, probe_results: dict) -> None
     if rank_zero_only.rank != 0 or not evaluated.is_file():
         return
     results = json.loads(evaluated.read_text())
-    results["linear_probe"] = {"stage": probe_stage, **{k: v for k, v in probe_results.items() if k.startswith("test/")}}
+    numbers = {k: v for k, v in probe_results.items() if k.startswith(("test/acc", "test/ece"))}
+    results["linear_probe"] = {"stage": probe_stage, **numbers}
     evaluated.write_text(json.dumps(results, indent=2))
