@@ -2,7 +2,9 @@
 
 Every loss is an ``nn.Module`` built with a keyword ``class_counts`` plus its hyper-parameters, maps
 ``(logits (B, C), target (B,))`` to a scalar, and has a ``weight`` attribute (``None`` or a (C,) tensor)
-that a training method may reassign at any time, e.g. for deferred re-weighting.
+that a training method may reassign at any time, e.g. for deferred re-weighting. The representation
+losses are the exception: DRO-LT's :class:`RobustLoss` takes features and centroids, and
+:class:`BNSLoss` two views' embeddings and the labels.
 """
 
 from longtail.losses.balanced_softmax import BalancedSoftmaxLoss
