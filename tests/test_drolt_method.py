@@ -50,6 +50,10 @@ def test_three_stages_freeze_what_the_spec_freezes(tmp_path):
         assert torch.equal(value, classifier[key]), key
     assert not torch.equal(robust["network.head.weight"], classifier["network.head.weight"])
     assert json.loads(record.read_text()) == 2
+    results = read_results(tmp_path / "robust" / "results.json")
+    assert {"test/ncm_acc", "test/ncm_acc_many", "test/ncm_acc_medium", "test/ncm_acc_few"} <= set(results)
+    assert results["drolt/epsilons"] == pytest.approx(robust["epsilon_raw"].tolist())
+    assert (tmp_path / "robust" / "plots" / "epsilons.png").is_file()
 
 
 def test_centroids_are_the_per_class_means_of_eval_mode_features(tmp_path):
@@ -73,6 +77,24 @@ def test_centroids_are_the_per_class_means_of_eval_mode_features(tmp_path):
     assert torch.allclose(class_centroids(features, datamodule.train_split.labels, 10), expected, atol=1e-6)
 
 
+def test_nearest_class_mean_uses_centroids_of_un_augmented_training_features():
+    """drolt.md §2: NCM scores against clean centroids even when training uses augmented ones."""
+    from longtail.stages import stage_configs
+
+    stage = dict(stage_configs(compose_config(["+stage@stages.robust=drolt_robust"])))["robust"]
+    assert stage.method.centroids == "augmented"
+    datamodule = instantiate(stage.datamodule)
+    datamodule.setup()
+    model = instantiate(stage.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
+    model.trainer = SimpleNamespace(datamodule=datamodule, current_epoch=0, training=False)
+    model.on_validation_epoch_start()
+    model.eval()
+    with torch.no_grad():
+        features = model.network.features(datamodule.batch_transforms()[1](datamodule.train_split.images))
+    expected = class_centroids(features, datamodule.train_split.labels, 10)
+    assert torch.allclose(model.ncm_centroids, expected, atol=1e-5)
+
+
 def test_the_robust_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     results = run(["stage=drolt_robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
@@ -94,6 +116,8 @@ def test_an_earlier_feature_layer_and_running_centroids(tmp_path, digits_ce_run)
 def test_drolt_cifar10_smoke_on_the_real_data(tmp_path):
     results = run(["experiment=drolt_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke"], tmp_path)
     assert results["stage"] == "classifier"
+    robust = read_results(tmp_path / "robust" / "results.json")
+    assert 0.0 <= robust["test/ncm_acc"] <= 1.0 and len(robust["drolt/epsilons"]) == 10
 
 
 def test_drolt_cifar100_smoke(tmp_path, fake_cifar100):

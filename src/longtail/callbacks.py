@@ -32,6 +32,47 @@ class ModelCheckpoint(callbacks.ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class TestEveryEpoch(Callback):
+    """The optimistic diagnostic (docs README §5, baselines.md B4): test-set top-1 after every training epoch.
+
+    Logs ``test_diag/acc`` per epoch and, at the stage's test, adds ``test_diag/acc`` (the per-epoch list)
+    and ``test_diag/acc_max`` to its results, so a run can be compared with papers that report the maximum
+    test accuracy over epochs. It never selects anything: checkpoints are chosen on validation only, and
+    ``longtail.report`` shows the column labelled as optimistic. The pass leaves the random generators as they
+    were, so a run trains identically with it on or off. ``enabled=false`` (``logging.test_every_epoch``) makes it a no-op.
+    """
+
+    def __init__(self, enabled: bool = False):
+        self.enabled = enabled
+        self.history: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.enabled or trainer.sanity_checking:
+            return
+        datamodule = trainer.datamodule
+        correct = total = 0
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws its base seed from the global generator
+            for images, target in pl_module.eval_pass(datamodule.test_dataloader(), datamodule.batch_transforms()[1]):
+                correct += int((pl_module.predict_logits(images).argmax(dim=1) == target).sum())
+                total += len(target)
+        counts = pl_module.all_gather(torch.tensor([correct, total], device=pl_module.device))
+        counts = counts.reshape(-1, 2).sum(dim=0)
+        accuracy = float(counts[0]) / max(float(counts[1]), 1.0)
+        self.history.append(accuracy)
+        pl_module.log("test_diag/acc", accuracy)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.enabled and self.history:
+            pl_module.test_results["test_diag/acc"] = list(self.history)
+            pl_module.test_results["test_diag/acc_max"] = max(self.history)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict["history"])
+
+
 class RNGState(Callback):
     """Saves the random generators in every checkpoint so a resumed run continues bit-identically.
 

@@ -108,6 +108,24 @@ def class_difficulty(results: dict, path=None) -> Figure:
     return _save(fig, path)
 
 
+def class_epsilons(results: dict, path=None) -> Figure:
+    """DRO-LT's learned per-class margins ε, classes ordered by training count, head first; a negative ε
+    (a class whose robust loss pushes samples toward other centroids) stands out in red."""
+    order = np.argsort(-np.asarray(results["train_class_counts"]), kind="stable")
+    epsilons = np.asarray(results["drolt/epsilons"], dtype=float)[order]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    positions = np.arange(len(order))
+    ax.bar(positions, epsilons, color=np.where(epsilons < 0, "tab:red", "tab:blue"))
+    ax.axhline(0.0, color="grey", linewidth=1)
+    ax.set_xlabel("class, by training count (head → tail)")
+    ax.set_ylabel("learned margin ε")
+    if len(order) <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(positions, [str(results.get("class_names", order)[i]) for i in order], rotation=90, fontsize=7)
+    ax.set_title("DRO-LT per-class ε")
+    return _save(fig, path)
+
+
 def confusion_matrix(results: dict, path=None) -> Figure:
     """Row-normalised test confusion matrix (rows = true class), classes ordered by training count, head first."""
     confusion = np.asarray(results["test/confusion"], dtype=float)
@@ -239,6 +257,7 @@ def write_run_plots(stage_dir, results: dict | None = None, thresholds=(100, 20)
             has("diffnet/class_weights", "diffnet/accuracy_vector", "train_class_counts"),
             lambda p: class_difficulty(results, path=p),
         ),
+        ("epsilons.png", has("drolt/epsilons", "train_class_counts"), lambda p: class_epsilons(results, path=p)),
     ]
     metrics_csv = _metrics_csv(stage_dir)
     if metrics_csv is not None and read_val_curves(metrics_csv):

@@ -84,13 +84,10 @@ class HandBackTestResults(Callback):
             self.path.write_text(json.dumps(pl_module.test_results))
 
 
-def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
-    """Fit (unless the method needs no training), select the checkpoint by the §5 rule, test."""
+def build_stage(cfg: DictConfig, init_from: str | None):
+    """The stage's data module (set up) and method, initialised from the previous stage's checkpoint."""
     from longtail.checkpoint import init_from_checkpoint
-    from longtail.loggers import publish_results
-    from longtail.plots import write_run_plots
 
-    stage_dir.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("fit")
     model = instantiate(
@@ -99,30 +96,38 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     if init_from:
         init_from_checkpoint(model, init_from)
-    elif getattr(model, "needs_init", False):
+    elif model.needs_init:
         raise ValueError(
             f"stage '{cfg.stage_name}' starts from a trained model: run the whole experiment, "
             "or pass init_from=<checkpoint of the previous stage>"
         )
+    return datamodule, model
 
+
+def build_trainer(cfg: DictConfig, stage_dir: Path, validates: bool):
+    """The Lightning Trainer with the configured callbacks and loggers; checkpoints go to ``stage_dir``, and
+    the checkpoint monitor is dropped when nothing is validated (the last epoch is then selected)."""
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     checkpointing = _checkpoint_callback(callbacks)
-    validates = datamodule.has_val and model.has_classifier
     if checkpointing is not None:
         checkpointing.dirpath = str(stage_dir / "checkpoints")
         if not validates:
             checkpointing.monitor = None
     loggers = [instantiate(c, save_dir=str(stage_dir)) for c in cfg.logger.values() if c is not None]
     extra = {} if validates else {"limit_val_batches": 0}
-    handback = stage_dir / ".test_results.json"
-    callbacks.append(HandBackTestResults(handback))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir), **extra)
+    callbacks.append(HandBackTestResults(stage_dir / ".test_results.json"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir),
+                          **extra)
+    return trainer, checkpointing, loggers
 
-    last = stage_dir / "checkpoints" / "last.ckpt"
-    if getattr(model, "requires_training", True):
+
+def fit_and_select(trainer, model, datamodule, checkpointing, last: Path, stage_name: str) -> str:
+    """Train (resuming from ``last`` if it exists) and return the selected checkpoint (docs §5: best val metric
+    where there is a validation split, else the last epoch); a method without training is saved as is."""
+    if model.requires_training:
         resume = str(last) if last.is_file() else None
         if resume:
-            log.info("resuming stage '%s' from %s", cfg.stage_name, resume)
+            log.info("resuming stage '%s' from %s", stage_name, resume)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         selected = checkpointing.best_model_path if checkpointing and checkpointing.monitor else str(last)
     else:
@@ -131,28 +136,43 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         trainer.strategy.connect(model)
         trainer.save_checkpoint(last)
         selected = str(last)
-    if not selected or not Path(selected).is_file():
-        selected = str(last)
-    if model.has_classifier:
-        trainer.test(model, datamodule=datamodule,
-                     ckpt_path=selected if getattr(model, "requires_training", True) else None)
-    else:
-        model.test_results = {"evaluation": "no classifier: the linear_probe entry (written by the probe stage)"}
+    return selected if selected and Path(selected).is_file() else str(last)
+
+
+def evaluate_selected(trainer, model, datamodule, selected: str, handback: Path) -> dict:
+    """The test-set results of the selected checkpoint (a method without a classifier is not tested)."""
+    if not model.has_classifier:
+        return {"evaluation": "no classifier: the linear_probe entry (written by the probe stage)"}
+    trainer.test(model, datamodule=datamodule, ckpt_path=selected if model.requires_training else None)
     if trainer.is_global_zero and handback.is_file():
         if not model.test_results:  # ddp_spawn: the results were computed in a worker process
             model.test_results = json.loads(handback.read_text())
         handback.unlink()
+    return model.test_results
+
+
+def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
+    """Build, fit, select the checkpoint by the §5 rule, test, and write ``results.json`` and the plots."""
+    from longtail.loggers import publish_results
+    from longtail.plots import write_run_plots
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    datamodule, model = build_stage(cfg, init_from)
+    trainer, checkpointing, loggers = build_trainer(cfg, stage_dir, datamodule.has_val and model.has_classifier)
+    selected = fit_and_select(trainer, model, datamodule, checkpointing, stage_dir / "checkpoints" / "last.ckpt",
+                              cfg.stage_name)
+    monitor = checkpointing.monitor if checkpointing else None
     results = {
-        **model.test_results,
+        **evaluate_selected(trainer, model, datamodule, selected, stage_dir / ".test_results.json"),
         "train_class_counts": datamodule.class_counts,
         "class_names": datamodule.class_names,
         "stage": cfg.stage_name,
         "protocol": datamodule.protocol,
         "checkpoint": selected,
-        "selection": f"best {checkpointing.monitor}" if checkpointing and checkpointing.monitor else "last epoch",
+        "selection": f"best {monitor}" if monitor else "last epoch",
     }
-    if checkpointing is not None and checkpointing.monitor and checkpointing.best_model_score is not None:
-        results[checkpointing.monitor] = float(checkpointing.best_model_score)
+    if monitor and checkpointing.best_model_score is not None:
+        results[monitor] = float(checkpointing.best_model_score)
     if trainer.is_global_zero:  # under DDP every rank has the same (synced) results; one writes them
         (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
         plots = write_run_plots(stage_dir, results, thresholds=tuple(cfg.metrics.shot_thresholds))

@@ -25,7 +25,7 @@ from longtail.losses.drolt import (
 )
 from longtail.losses.focal import FocalLoss
 from longtail.losses.las import LabelAwareSmoothingLoss, cifar_las_smoothing, label_aware_smoothing
-from longtail.losses.ldam import LDAMLoss, ldam_margins
+from longtail.losses.ldam import LDAMLoss, check_head_scale, ldam_margins
 from longtail.losses.logit_adjust import LogitAdjustedLoss, posthoc_adjust
 from longtail.losses.ride import DistillationLoss, RIDEDistillLoss, RIDELoss, ride_temperatures
 from longtail.losses.weights import ClassWeightedLoss, DeferredReweighting, class_balanced_weights, log_prior
@@ -40,6 +40,7 @@ __all__ = [
     "LDAMLoss",
     "LogitAdjustedLoss",
     "class_balanced_weights",
+    "check_head_scale",
     "ldam_margins",
     "log_prior",
     "posthoc_adjust",

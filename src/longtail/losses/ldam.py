@@ -6,7 +6,8 @@ Reference: github.com/kaidic/LDAM-DRW ``losses.py``. Margins ``m_c = K n_c^{-1/4
     L = CE(s * (cos - m_y e_y), y)  =  CE(z - s m_y e_y, y)    with z = s * cos.
 
 Convention here: ``forward`` receives logits ``z`` already multiplied by ``scale`` (the cosine head scales),
-so the loss subtracts ``scale * m_y`` from the target logit. Class weights (e.g. DRW) use the weighted-CE
+so the loss subtracts ``scale * m_y`` from the target logit. The head's scale is the one source of truth:
+the configs interpolate ``loss.scale`` from it, and :func:`check_head_scale` refuses a loss whose scale differs. Class weights (e.g. DRW) use the weighted-CE
 semantics ``sum_i w_{y_i} l_i / sum_i w_{y_i}``.
 """
 
@@ -47,3 +48,15 @@ class LDAMLoss(ClassWeightedLoss):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.margins.numel()}, max_m={self.max_m}, scale={self.scale}"
+
+
+def check_head_scale(loss: torch.nn.Module, head: torch.nn.Module) -> None:
+    """Raise if an LDAM loss (alone or as a RIDE base loss) assumes another logit scale than the cosine head's."""
+    ldam = getattr(loss, "base_loss", loss)
+    head_scale = getattr(head, "scale", None)
+    if isinstance(ldam, LDAMLoss) and head_scale is not None and float(head_scale) != ldam.scale:
+        raise ValueError(
+            f"LDAM's scale ({ldam.scale}) differs from the cosine head's ({float(head_scale)}): the loss subtracts "
+            "scale * m_y from logits the head already scaled. Set the scale once, on the model "
+            "(model.head_kwargs.scale, or model.scale for RIDE); loss.scale follows it"
+        )

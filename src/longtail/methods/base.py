@@ -41,6 +41,11 @@ class LongTailModule(L.LightningModule):
 
     #: False for a method without a classifier (BNS pretraining): no validation or test, a probe evaluates it
     has_classifier: bool = True
+    #: True for a stage that starts from a trained model (cRT, LWS, τ-norm, routers, IP-DPP): without
+    #: ``init_from`` or a previous stage, the run stops with a message instead of training from scratch
+    needs_init: bool = False
+    #: False for a post-hoc stage without optimisation (τ-norm): it is validated and saved, not fitted
+    requires_training: bool = True
 
     frozen: tuple[str, ...] = ()
     recalibrated: tuple[str, ...] = ()

@@ -10,6 +10,10 @@ epoch from one eval-mode, no-grad pass over the (class-aware, augmented) trainin
 from un-augmented features (``centroids="clean"``), or kept as a running mean of batch class
 means (``centroids="running"``). Stage 3 is the library's classifier re-training on the frozen
 backbone (:class:`~longtail.methods.decouple.ClassifierRetraining`).
+
+The nearest-class-mean evaluation (``val/ncm_acc``, ``test/ncm_acc`` with its shot groups) always uses
+centroids of *un-augmented* training features (drolt.md §2), whatever the training centroids are;
+``drolt/epsilons`` (per class) goes into the results and ``plots/epsilons.png``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from longtail.checkpoint import load_prefix
 from longtail.losses import class_centroids
 from longtail.methods.base import LongTailModule
+from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
 
 EPSILON_PARAMETRISATIONS = ("raw", "softplus", "clamp0")
 CENTROID_MODES = ("augmented", "clean", "running")
@@ -72,8 +77,10 @@ class DROLT(LongTailModule):
         self.epsilon_raw = nn.Parameter(torch.log(torch.expm1(start)) if eps_param == "softplus" else start)
         self.feature_layer, self.centroid_mode, self.centroid_momentum = feature_layer, centroids, centroid_momentum
         self.register_buffer("centroids", torch.zeros(0), persistent=False)
+        self.register_buffer("ncm_centroids", torch.zeros(0), persistent=False)
         self.centroid_refreshes = 0
         self.val_ncm = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_ncm = LongTailMetrics(self.class_counts, self.shot_thresholds)
         self.freeze("network.head")
 
     @property
@@ -108,21 +115,28 @@ class DROLT(LongTailModule):
         """μ_c = mean eval-mode feature of class c over one pass of the training data (drolt.md §2).
 
         The pass is as long as a training epoch (so ``limit_train_batches`` shortens both alike)."""
+        clean = self.centroid_mode == "clean"
+        self.centroids = self._centroids_of_training_data(augmented=not clean)
+        self.centroid_refreshes += 1
+
+    def _centroids_of_training_data(self, augmented: bool) -> torch.Tensor:
         datamodule = self.trainer.datamodule
         train_transform, eval_transform = datamodule.batch_transforms()
-        if self.centroid_mode == "clean":
-            loader, transform = datamodule.train_eval_dataloader(), eval_transform
-        else:
+        if augmented:
             loader, transform = datamodule.train_dataloader(), train_transform
             loader.sampler.set_epoch(self.current_epoch + 1_000_003)
+        else:
+            loader, transform = datamodule.train_eval_dataloader(), eval_transform
+        limit = getattr(self.trainer, "limit_train_batches", None)
         max_batches = getattr(self.trainer, "num_training_batches", float("inf"))
+        if not self.trainer.training:
+            max_batches = limit if isinstance(limit, int) else float("inf")
         features, labels = [], []
         for images, target in self.eval_pass(loader, transform, max_batches):
             features.append(self.features_and_logits(images)[0])
             labels.append(target)
         features, labels = self._gathered(torch.cat(features)), self._gathered(torch.cat(labels))
-        self.centroids = class_centroids(features, labels, len(self.class_counts))
-        self.centroid_refreshes += 1
+        return class_centroids(features, labels, len(self.class_counts))
 
     def _gathered(self, values: torch.Tensor) -> torch.Tensor:
         """Every rank's values under DDP (samplers give all ranks equal shares), else the values themselves."""
@@ -151,22 +165,46 @@ class DROLT(LongTailModule):
         self.log_dict({"train/loss": loss, "train/robust_loss": robust}, on_step=True, on_epoch=True)
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        self.log("train/epsilon_mean", self.epsilons.detach().mean())
+    def _ncm_similarity(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features, dim=1) @ F.normalize(self.ncm_centroids, dim=1).T
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self.ncm_centroids = self._centroids_of_training_data(augmented=False)
 
     def validation_step(self, batch, batch_idx):
         images, target = batch
         features, logits = self.features_and_logits(images)
         self.val_metrics.update(logits, target)
-        if self.centroids.numel():
-            similarity = F.normalize(features, dim=1) @ F.normalize(self.centroids, dim=1).T
-            self.val_ncm.update(similarity, target)
+        self.val_ncm.update(self._ncm_similarity(features), target)
 
     def on_validation_epoch_end(self):
-        if self.centroids.numel():
-            self.log("val/ncm_acc", self.val_ncm.compute())
-            self.val_ncm.reset()
+        self.log("val/ncm_acc", self.val_ncm.compute())
+        self.val_ncm.reset()
         super().on_validation_epoch_end()
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.test_ncm.reset()
+        self.ncm_centroids = self._centroids_of_training_data(augmented=False)
+
+    def test_step(self, batch, batch_idx):
+        images, target = batch
+        features, logits = self.features_and_logits(images)
+        self.test_metrics.update(logits, target)
+        self.test_ncm.update(self._ncm_similarity(features), target)
+
+    def on_test_epoch_end(self):
+        super().on_test_epoch_end()
+        ncm = self.test_ncm.compute()
+        scalars = {f"test/ncm_{key}": ncm[key] for key in ACCURACY_KEYS}
+        self.log_dict(scalars)
+        self.test_results.update({key: float(value) for key, value in scalars.items()})
+        self.test_results["drolt/epsilons"] = self.epsilons.detach().cpu().tolist()
+
+    def on_train_epoch_end(self) -> None:
+        epsilons = self.epsilons.detach()
+        self.log_dict({"train/epsilon_mean": epsilons.mean(), "train/epsilon_min": epsilons.min()})
 
     def parameter_groups(self) -> list[dict]:
         """The backbone at the optimizer's learning rate, the margins ε at their own."""

@@ -4,7 +4,9 @@ This is the training step behind the CE, Focal, LDAM-DRW, Balanced Softmax,
 logit-adjustment and class-balanced baselines (baselines.md §1): which of them
 runs is the configured ``loss`` and sampler. Deferred re-weighting (Cao et al.,
 arXiv 1906.07413) switches the loss to class-balanced weights from the 0-indexed
-epoch ``drw_start`` on.
+epoch ``drw_start`` on; before it the loss keeps the weights it was built with
+(``loss.weight``, e.g. 1/n for CE-DRW's first phase or none), and ``drw_start=0``
+gives class-balanced CE / Focal (Cui et al., arXiv 1901.05555) from the first epoch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from longtail.losses import DeferredReweighting
+from longtail.losses import DeferredReweighting, check_head_scale
 from longtail.methods.base import LongTailModule
 
 
@@ -37,10 +39,13 @@ class ERM(LongTailModule):
     ):
         super().__init__(network, **kwargs)
         self.loss = loss(class_counts=self.class_counts)
+        check_head_scale(self.loss, self.network.head)
+        self.static_weight = self.loss.weight
         self.reweighting = DeferredReweighting(drw_start, drw_beta)
 
     def on_train_epoch_start(self) -> None:
         weights = self.reweighting.weights(self.current_epoch, self.class_counts)
+        weights = self.static_weight if weights is None else weights
         self.loss.weight = None if weights is None else weights.to(self.device)
 
     def training_step(self, batch, batch_idx):

@@ -19,6 +19,7 @@ from torchmetrics.aggregation import CatMetric
 
 from longtail.checkpoint import build_from_checkpoint, load_prefix, read_checkpoint
 from longtail.flops import gflops, ride_gflops
+from longtail.losses import check_head_scale
 from longtail.methods.base import LongTailModule
 from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
 
@@ -45,6 +46,7 @@ class RIDE(LongTailModule):
     ):
         super().__init__(network, **kwargs)
         self.loss = loss(class_counts=self.class_counts)
+        check_head_scale(self.loss, self.network.experts[0].head)
         self.drw_start = drw_start
         self.distill = distill or teacher_checkpoint is not None
         self._teacher: list[nn.Module] = []
