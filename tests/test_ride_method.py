@@ -103,3 +103,29 @@ def test_ride_large_scale_experiments_smoke_on_list_files(tmp_path, experiment, 
                    "stages.router.method.router.top_k=5", "stages.router.datamodule.batch_size=4", *SMALL_FILES,
                    "debug=smoke", "trainer.limit_train_batches=2"], tmp_path / "run")
     assert results["train_class_counts"] == [10, 6, 4, 3, 2] and "test/acc_router" in results
+
+
+@pytest.mark.parametrize("experiment,experts,top_k", [
+    ("ride_imagenet_lt_resnet10", (3,), 30), ("ride_imagenet_lt_resnet50", (3,), 50),
+    ("ride_distill_imagenet_lt_resnext50", (6, 4), 50), ("ride_distill_inat_resnet50", (6, 4), 50),
+    ("ride_distill4_cifar100", (6, 4), 30),
+])
+def test_ride_presets_of_the_model_zoo(experiment, experts, top_k):
+    stages = dict(stage_configs(compose_config([f"experiment={experiment}"])))
+    assert list(stages) == ["train", *(["student"] if len(experts) == 2 else []), "router"]
+    assert stages["train"].model.num_experts == experts[0]
+    assert stages["router"].model.num_experts == experts[-1] and stages["router"].method.router.top_k == top_k
+    if len(experts) == 2:
+        student = stages["student"]
+        assert student.method.distill and student.model.num_experts == experts[1]
+        assert student.scheduler.warmup_epochs == (20 if "cifar" in experiment else 5)
+
+
+@pytest.mark.parametrize("force,experts", [("all", 3), ("one", 1)])
+def test_the_router_stage_can_force_all_or_one_expert(force, experts):
+    from hydra.utils import instantiate
+
+    stage = dict(stage_configs(compose_config([*RIDE_DIGITS, *ROUTER, f"stages.router.method.force={force}"])))["router"]
+    model = instantiate(stage.method, class_counts=[50] * 10).eval()
+    logits, used = model.routed(torch.rand(8, 1, 8, 8))
+    assert logits.shape == (8, 10) and used.tolist() == [experts] * 8

@@ -96,12 +96,16 @@ class RIDERouter(LongTailModule):
         router: ``partial`` of :class:`~longtail.models.router.ExpertRouter` (completed with the
             network's expert count, feature size and class count).
         pos_weight: BCE weight of the positive ("ask the next expert") targets.
+        force: evaluate the routed prediction with every expert (``all``, the reference's ``force_all``: usage
+            fractions p_E = 1) or only the first (``one``); ``None`` lets the router decide.
     """
 
     needs_init = True
 
-    def __init__(self, network: nn.Module, router: Callable[..., nn.Module], pos_weight: float = 100.0, **kwargs):
+    def __init__(self, network: nn.Module, router: Callable[..., nn.Module], pos_weight: float = 100.0,
+                 force: str | None = None, **kwargs):
         super().__init__(network, **kwargs)
+        self.force = force
         self.router = router(
             num_experts=network.num_experts, feature_dim=network.feature_dim, num_classes=network.num_classes
         )
@@ -123,7 +127,7 @@ class RIDERouter(LongTailModule):
         return loss
 
     def routed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.router.route(self.network, self.to_memory_format(images))
+        return self.router.route(self.network, self.to_memory_format(images), force=self.force)
 
     def validation_step(self, batch, batch_idx):
         images, target = batch

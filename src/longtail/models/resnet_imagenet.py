@@ -64,9 +64,11 @@ def resnext50_32x4d(pretrained: bool = False, in_channels: int = 3) -> tv.ResNet
 
 
 @register_backbone("resnet152")
-def resnet152(pretrained: bool = False, in_channels: int = 3) -> tv.ResNet:
-    """ResNet-152 (2048-d features), the Places-LT backbone (ImageNet-pretrained there)."""
-    return _as_backbone(tv.resnet152(weights="DEFAULT" if pretrained else None), in_channels)
+def resnet152(pretrained: bool | str = False, in_channels: int = 3) -> tv.ResNet:
+    """ResNet-152 (2048-d features), the Places-LT backbone (ImageNet-pretrained there): ``pretrained=True`` reads
+    torchvision's weights from the torch hub cache (or downloads them), a path reads that file; offline without
+    either, :func:`load_imagenet_weights` stops with a message naming the file and the folder."""
+    return _as_backbone(load_imagenet_weights(tv.resnet152(), pretrained, tv.ResNet152_Weights.DEFAULT), in_channels)
 
 
 class OLTRResNet(tv.ResNet):
