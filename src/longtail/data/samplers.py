@@ -63,10 +63,17 @@ class _EpochSampler(Sampler[int]):
         self.seed, self.epoch = int(seed), 0
         self.num_replicas, self.rank = _world(num_replicas, rank)
 
+    #: LDAM-DRW's "Resample" quirk (baselines.md B1): the sampler is built but never used, so training sees plain
+    #: shuffled epochs; set by the class-based samplers' ``ldam_resample_noop``
+    resample_noop: bool = False
+
     @property
     def global_length(self) -> int:
         """Length of one epoch's sequence over all ranks, before padding."""
         return len(self.labels)
+
+    def _epoch_length(self) -> int:
+        return len(self.labels) if self.resample_noop else self.global_length
 
     def _global_indices(self, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -75,11 +82,14 @@ class _EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return math.ceil(self.global_length / self.num_replicas)
+        return math.ceil(self._epoch_length() / self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        indices = self._global_indices(generator)
+        if self.resample_noop:
+            indices = torch.randperm(len(self.labels), generator=generator)
+        else:
+            indices = self._global_indices(generator)
         total = len(self) * self.num_replicas
         if total > len(indices):
             indices = indices.repeat(math.ceil(total / len(indices)))[:total]
@@ -105,7 +115,7 @@ class InstanceSampler(_EpochSampler):
 
 
 class _ClassSampler(_EpochSampler):
-    """Adds per-class counts, checked against an optional ``num_classes``.
+    """Adds per-class counts, checked against an optional ``num_classes``, and ``ldam_resample_noop``.
 
     Classes are 0..C-1 with C = ``num_classes`` or max label + 1; each must have a sample, since a
     class-dependent sampler would otherwise be asked to draw from a class that does not exist.
@@ -118,8 +128,10 @@ class _ClassSampler(_EpochSampler):
         num_classes: int | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
+        ldam_resample_noop: bool = False,
     ):
         super().__init__(labels, seed=seed, num_replicas=num_replicas, rank=rank)
+        self.resample_noop = bool(ldam_resample_noop)
         distinct = len(torch.unique(self.labels))
         largest = int(self.labels.max())
         if num_classes is not None and (largest >= num_classes or num_classes < distinct):

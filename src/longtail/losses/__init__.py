@@ -28,7 +28,13 @@ from longtail.losses.las import LabelAwareSmoothingLoss, cifar_las_smoothing, la
 from longtail.losses.ldam import LDAMLoss, check_head_scale, ldam_margins
 from longtail.losses.logit_adjust import LogitAdjustedLoss, posthoc_adjust
 from longtail.losses.ride import DistillationLoss, RIDEDistillLoss, RIDELoss, ride_temperatures
-from longtail.losses.weights import ClassWeightedLoss, DeferredReweighting, class_balanced_weights, log_prior
+from longtail.losses.weights import (
+    ClassWeightedLoss,
+    DeferredReweighting,
+    class_balanced_weights,
+    inverse_frequency_weights,
+    log_prior,
+)
 
 __all__ = [
     "BalancedSoftmaxLoss",
@@ -40,6 +46,7 @@ __all__ = [
     "LDAMLoss",
     "LogitAdjustedLoss",
     "class_balanced_weights",
+    "inverse_frequency_weights",
     "check_head_scale",
     "ldam_margins",
     "log_prior",

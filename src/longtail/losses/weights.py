@@ -46,15 +46,28 @@ def class_balanced_weights(
     return (weights * (counts.numel() / weights.sum())).to(dtype)
 
 
+def inverse_frequency_weights(class_counts: ClassCounts, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``1 / n_c`` rescaled to sum to C (BagofTricks-LT's CE-DRW weights)."""
+    weights = 1.0 / counts_tensor(class_counts)
+    return (weights * (weights.numel() / weights.sum())).to(dtype)
+
+
+DRW_WEIGHTS = ("cb", "inverse")
+
+
 class DeferredReweighting:
-    """DRW schedule: no class weights before ``start_epoch`` (0-indexed), CB(``beta``) weights from it on.
+    """DRW schedule: no class weights before ``start_epoch`` (0-indexed), CB(``beta``) weights from it on
+    (``kind="inverse"``: 1/n weights, BagofTricks-LT's CE-DRW).
 
     ``start_epoch=None`` never switches weights on.
     """
 
-    def __init__(self, start_epoch: int | None, beta: float = 0.9999):
+    def __init__(self, start_epoch: int | None, beta: float = 0.9999, kind: str = "cb"):
+        if kind not in DRW_WEIGHTS:
+            raise ValueError(f"DRW weights must be one of {DRW_WEIGHTS}, got {kind!r}")
         self.start_epoch = start_epoch
         self.beta = beta
+        self.kind = kind
 
     def active(self, epoch: int) -> bool:
         return self.start_epoch is not None and epoch >= self.start_epoch
@@ -63,10 +76,12 @@ class DeferredReweighting:
         """The (C,) float32 class weights for ``epoch``, or ``None`` while re-weighting is off."""
         if not self.active(epoch):
             return None
+        if self.kind == "inverse":
+            return inverse_frequency_weights(class_counts)
         return class_balanced_weights(class_counts, self.beta)
 
     def __repr__(self) -> str:
-        return f"DeferredReweighting(start_epoch={self.start_epoch}, beta={self.beta})"
+        return f"DeferredReweighting(start_epoch={self.start_epoch}, beta={self.beta}, kind={self.kind!r})"
 
 
 class ClassWeightedLoss(nn.Module):

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from longtail.checkpoint import load_prefix
-from longtail.losses import class_centroids
+from longtail.losses import class_centroids, frequency_weights
 from longtail.methods.base import LongTailModule
 from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
 
@@ -47,6 +47,8 @@ class DROLT(LongTailModule):
             penultimate feature (the backbone output), e.g. ``network.backbone.layer2`` for an earlier one.
         centroids: ``augmented`` (reference), ``clean`` or ``running``.
         centroid_momentum: weight of the old centroid in the ``running`` mode.
+        robust_weights: the weighted robust loss Σ_K w_c L_c / Σ_C w_c with the frequency weights w_c = n_c / n_max
+            of the CE term (drolt.md §2, off in the published command).
     """
 
     needs_init = True
@@ -62,6 +64,7 @@ class DROLT(LongTailModule):
         feature_layer: str | None = None,
         centroids: str = "augmented",
         centroid_momentum: float = 0.9,
+        robust_weights: bool = False,
         **kwargs,
     ):
         super().__init__(network, **kwargs)
@@ -70,7 +73,8 @@ class DROLT(LongTailModule):
         if centroids not in CENTROID_MODES:
             raise ValueError(f"centroids must be one of {CENTROID_MODES}, got '{centroids}'")
         num_classes = len(self.class_counts)
-        self.robust_loss = loss(num_classes=num_classes)
+        weights = frequency_weights(self.class_counts) if robust_weights else None
+        self.robust_loss = loss(num_classes=num_classes, class_weights=weights)
         self.ce_loss = ce_loss(class_counts=self.class_counts)
         self.epsilon_lr, self.eps_param = epsilon_lr, eps_param
         start = torch.full((num_classes,), float(epsilon_init))

@@ -26,6 +26,7 @@ class ERM(LongTailModule):
         loss: ``partial`` of a loss from :mod:`longtail.losses`, completed with ``class_counts``.
         drw_start: 0-indexed epoch from which class-balanced weights apply (``None``: never).
         drw_beta: beta of the effective-number weights used by DRW.
+        drw_weights: ``cb`` (effective-number weights, LDAM-DRW) or ``inverse`` (1/n, BagofTricks-LT's CE-DRW).
         **kwargs: see :class:`LongTailModule`.
     """
 
@@ -35,13 +36,14 @@ class ERM(LongTailModule):
         loss: Callable[..., nn.Module],
         drw_start: int | None = None,
         drw_beta: float = 0.9999,
+        drw_weights: str = "cb",
         **kwargs,
     ):
         super().__init__(network, **kwargs)
         self.loss = loss(class_counts=self.class_counts)
         check_head_scale(self.loss, self.network.head)
         self.static_weight = self.loss.weight
-        self.reweighting = DeferredReweighting(drw_start, drw_beta)
+        self.reweighting = DeferredReweighting(drw_start, drw_beta, drw_weights)
 
     def on_train_epoch_start(self) -> None:
         weights = self.reweighting.weights(self.current_epoch, self.class_counts)
