@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 from conftest import run
+from lightning.pytorch.callbacks import Callback
 
 from longtail.data.samplers import ShardedEvalSampler
 
@@ -149,3 +150,39 @@ def test_two_process_cpu_test_matches_one_process(tmp_path):
                 assert two[key] == pytest.approx(one[key], abs=1e-6, nan_ok=True), (strategy, key)
             assert two["test/acc_per_class"] == pytest.approx(one["test/acc_per_class"], abs=1e-6, nan_ok=True)
             assert two["test/reliability"]["count"] == one["test/reliability"]["count"], strategy
+
+
+class RecordBatches(Callback):
+    """Per rank: the first training batch's size and the number of training batches per epoch."""
+
+    def __init__(self, out: str):
+        self.out = Path(out)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            record = {"batch": len(batch[1]), "steps": trainer.num_training_batches, "world": trainer.world_size}
+            self.out.joinpath(f"batches{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
+)
+def test_the_configured_batch_is_the_global_batch_under_two_process_ddp(tmp_path):
+    """ride.md §4: each of N processes loads batch_size / N, so the steps per epoch (and the lr) do not change."""
+    common = ["trainer.max_epochs=1", "datamodule.batch_size=64", "trainer.enable_progress_bar=false",
+              "+callbacks.batches._target_=test_ddp.RecordBatches"]
+    (tmp_path / "one").mkdir()
+    run([*common, f"+callbacks.batches.out={tmp_path / 'one'}"], tmp_path / "one")
+    single = json.loads((tmp_path / "one" / "batches0.json").read_text())
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=str(Path(__file__).parent))
+    two = tmp_path / "two"
+    two.mkdir()
+    command = [sys.executable, "-m", "longtail.run", *common, f"+callbacks.batches.out={two}", "trainer=ddp",
+               "trainer.accelerator=cpu", f"hydra.run.dir={two}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((two / f"batches{r}.json").read_text()) for r in (0, 1)]
+    assert single == {"batch": 64, "steps": single["steps"], "world": 1}
+    assert [r["batch"] for r in ranks] == [32, 32] and [r["world"] for r in ranks] == [2, 2]
+    assert [r["steps"] for r in ranks] == [single["steps"]] * 2

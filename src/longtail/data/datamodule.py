@@ -101,7 +101,7 @@ class LongTailDataModule(L.LightningDataModule):
         augment: Callable[..., BatchAugment] | None = None,
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.5, 0.5, 0.5),
-        batch_size: int = 128,
+        batch_size: int = 128,  # the global training batch: each of N DDP processes loads batch_size / N
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = True,
@@ -246,10 +246,22 @@ class LongTailDataModule(L.LightningDataModule):
         self.setup()
         return list(self.source.class_names)
 
+    def per_process_batch_size(self) -> int:
+        """``batch_size`` is the global batch (ride.md §4: the published recipes' batches are global): each of the
+        N data-parallel processes loads batch_size / N, so an N-GPU run takes the same steps with the same lr."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ValueError(
+                f"datamodule.batch_size={self.batch_size} is the global batch and must split evenly over the {world} "
+                f"processes: use a multiple of {world}"
+            )
+        return self.batch_size // world
+
     def train_dataloader(self) -> DataLoader:
         factory = self.sampler_factory or InstanceSampler
         sampler = factory(labels=self.train_split.labels, seed=self.seed)
-        return self._loader(self.train_split, train=True, sampler=sampler, drop_last=self.drop_last)
+        return self._loader(self.train_split, train=True, sampler=sampler, drop_last=self.drop_last,
+                            batch_size=self.per_process_batch_size())
 
     def train_eval_dataloader(self) -> DataLoader:
         """The training split in file order without augmentation (features for centroids, NCM)."""
