@@ -122,7 +122,8 @@ def test_drolt_cifar10_smoke_on_the_real_data(tmp_path):
 
 def test_drolt_cifar100_smoke(tmp_path, fake_cifar100):
     results = run(["experiment=drolt_cifar100", f"datamodule.root={fake_cifar100}", "debug=smoke",
-                   "trainer.limit_train_batches=2"], tmp_path)
+                   "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
+                   "debug.trainer.limit_test_batches=1"], tmp_path)
     assert sum(results["train_class_counts"]) == 10847
 
 

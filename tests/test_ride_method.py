@@ -91,7 +91,8 @@ def test_ride_cifar10_smoke_on_the_real_data(tmp_path):
 @pytest.mark.parametrize("experiment", ["ride_cifar100", "ride_distill_cifar100"])
 def test_ride_cifar100_experiments_smoke(tmp_path, fake_cifar100, experiment):
     results = run([f"experiment={experiment}", f"datamodule.root={fake_cifar100}", "debug=smoke",
-                   "trainer.limit_train_batches=2"], tmp_path)
+                   "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
+                   "debug.trainer.limit_test_batches=1"], tmp_path)
     assert sum(results["train_class_counts"]) == 10847 and "test/gflops_router" in results
 
 

@@ -176,11 +176,15 @@ class DROLT(LongTailModule):
         super().on_validation_epoch_start()
         self.ncm_centroids = self._centroids_of_training_data(augmented=False)
 
-    def validation_step(self, batch, batch_idx):
+    def _evaluate(self, batch, metrics, ncm_metrics) -> None:
+        """Classifier and nearest-class-mean predictions of one evaluation batch."""
         images, target = batch
         features, logits = self.features_and_logits(images)
-        self.val_metrics.update(logits, target)
-        self.val_ncm.update(self._ncm_similarity(features), target)
+        metrics.update(logits, target)
+        ncm_metrics.update(self._ncm_similarity(features), target)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metrics, self.val_ncm)
 
     def on_validation_epoch_end(self):
         self.log("val/ncm_acc", self.val_ncm.compute())
@@ -193,10 +197,7 @@ class DROLT(LongTailModule):
         self.ncm_centroids = self._centroids_of_training_data(augmented=False)
 
     def test_step(self, batch, batch_idx):
-        images, target = batch
-        features, logits = self.features_and_logits(images)
-        self.test_metrics.update(logits, target)
-        self.test_ncm.update(self._ncm_similarity(features), target)
+        self._evaluate(batch, self.test_metrics, self.test_ncm)
 
     def on_test_epoch_end(self):
         super().on_test_epoch_end()
