@@ -8,7 +8,6 @@ prints the test table. ``stage=<name> init_from=<ckpt>`` runs one stage alone.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from longtail.results import write_results
 from longtail.stages import run_experiment
 from longtail.table import format_table
 
@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     results = run_experiment(cfg, output_dir)
     if rank_zero_only.rank == 0:  # under DDP (trainer=ddp) every rank runs this; one reports
         print(format_table(results, title=f"{cfg.get('name', 'run')} — test set ({output_dir})"))
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_results(output_dir / "results.json", results)
     return sweep_objective(results, cfg.get("optimized_metric"))
 
 

@@ -23,6 +23,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from longtail.results import write_results
+
 log = logging.getLogger("longtail")
 
 RESERVED = ("stages", "stage", "debug", "hydra")
@@ -81,7 +83,7 @@ class HandBackTestResults(Callback):
 
     def on_test_end(self, trainer, pl_module):
         if trainer.is_global_zero:
-            self.path.write_text(json.dumps(pl_module.test_results))
+            write_results(self.path, pl_module.test_results)
 
 
 def build_stage(cfg: DictConfig, init_from: str | None):
@@ -174,7 +176,7 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     if monitor and checkpointing.best_model_score is not None:
         results[monitor] = float(checkpointing.best_model_score)
     if trainer.is_global_zero:  # under DDP every rank has the same (synced) results; one writes them
-        (stage_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_results(stage_dir / "results.json", results)
         plots = write_run_plots(stage_dir, results, thresholds=tuple(cfg.metrics.shot_thresholds))
         publish_results(loggers, model.run_config, results, plots)
     return results, selected
@@ -214,4 +216,4 @@ def report_probe(evaluated: Path, probe_stage: str, probe_results: dict) -> None
     results = json.loads(evaluated.read_text())
     numbers = {k: v for k, v in probe_results.items() if k.startswith(("test/acc", "test/ece"))}
     results["linear_probe"] = {"stage": probe_stage, **numbers}
-    evaluated.write_text(json.dumps(results, indent=2))
+    write_results(evaluated, results)
