@@ -56,15 +56,20 @@ def test_three_stages_freeze_what_the_spec_freezes(tmp_path):
     assert (tmp_path / "robust" / "plots" / "epsilons.png").is_file()
 
 
-def test_centroids_are_the_per_class_means_of_eval_mode_features(tmp_path):
-    cfg = compose_config(["+stage@stages.robust=drolt_robust", "stages.robust.method.centroids=clean"])
+def robust_model_on_digits(*overrides: str):
+    """The robust stage's method and its set-up data module, with a stand-in trainer (no training)."""
     from longtail.stages import stage_configs
 
-    stage = dict(stage_configs(cfg))["robust"]
+    stage = dict(stage_configs(compose_config(["+stage@stages.robust=drolt_robust", *overrides])))["robust"]
     datamodule = instantiate(stage.datamodule)
     datamodule.setup()
     model = instantiate(stage.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
     model.trainer = SimpleNamespace(datamodule=datamodule, current_epoch=0, training=False)
+    return stage, datamodule, model
+
+
+def test_centroids_are_the_per_class_means_of_eval_mode_features(tmp_path):
+    _, datamodule, model = robust_model_on_digits("stages.robust.method.centroids=clean")
     model.train()
     model.refresh_centroids()
     assert model.training and model.centroid_refreshes == 1 and not model.centroids.requires_grad
@@ -79,14 +84,8 @@ def test_centroids_are_the_per_class_means_of_eval_mode_features(tmp_path):
 
 def test_nearest_class_mean_uses_centroids_of_un_augmented_training_features():
     """drolt.md §2: NCM scores against clean centroids even when training uses augmented ones."""
-    from longtail.stages import stage_configs
-
-    stage = dict(stage_configs(compose_config(["+stage@stages.robust=drolt_robust"])))["robust"]
+    stage, datamodule, model = robust_model_on_digits()
     assert stage.method.centroids == "augmented"
-    datamodule = instantiate(stage.datamodule)
-    datamodule.setup()
-    model = instantiate(stage.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
-    model.trainer = SimpleNamespace(datamodule=datamodule, current_epoch=0, training=False)
     model.on_validation_epoch_start()
     model.eval()
     with torch.no_grad():

@@ -21,12 +21,11 @@ import torch
 from torch import nn
 
 from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
-from longtail.data.dpp import SAMPLERS, select_subset
+from longtail.data.dpp import KERNEL_SCALES, SAMPLERS, select_subset, subset_class_counts
 from longtail.data.samplers import CappedSubsetSampler
 from longtail.methods.base import LongTailModule
 from longtail.methods.erm import ERM
 
-KERNEL_SCALES = ("n", "n_squared")
 PROB_TRANSFORMS = ("test", "train")
 FIRST_PROBS = ("probe", "current")
 FINETUNE_SCOPES = ("all", "head")
@@ -175,7 +174,7 @@ class IPDPPFineTuning(ERM):
         self.draws.append({
             "epoch": epoch,
             "model": "probe" if head is self.probe_head else "current",
-            "class_counts": np.bincount(labels[subset.numpy()], minlength=len(self.class_counts)).tolist(),
+            "class_counts": subset_class_counts(subset.numpy(), labels, len(self.class_counts)).tolist(),
             "changed_images": changed,
         })
         self.subset = subset
