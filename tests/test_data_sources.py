@@ -236,12 +236,13 @@ def test_cifar10_pickles(tmp_path):
 
 
 def test_cifar_missing_data_errors(tmp_path):
+    # download=False: never touches the network (the default, auto, is tested in test_data_download.py)
     with pytest.raises(FileNotFoundError, match="datamodule.root") as err:
-        CIFARSource(tmp_path / "nowhere", num_classes=10)
+        CIFARSource(tmp_path / "nowhere", num_classes=10, download=False)
     assert "cifar-10-batches-py" in str(err.value) and "download" in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
-        CIFARSource(tmp_path / "empty", num_classes=100)
+        CIFARSource(tmp_path / "empty", num_classes=100, download=False)
     broken = make_cifar_pickles(tmp_path / "broken", 10, 2, 1)
     (broken / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):

@@ -1,14 +1,23 @@
-"""A new user's first minutes (issue 12): strict-JSON results, and `make bench` is the README's benchmark command."""
+"""A new user's first minutes (issue 12): the command line's mistakes end in one message before training,
+the console shows one table and where the run is, results say what they cover and parse as strict JSON,
+and `make bench` is the README's benchmark command."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
-from conftest import run
+from conftest import REPO, compose_config, run
+from hydra.utils import instantiate
 
+from longtail.overrides import check_overrides
 from longtail.results import finite_or_none
+from longtail.run import describe
+from longtail.table import format_table
 
 
 def _reject(token):
@@ -20,9 +29,13 @@ def test_non_finite_numbers_become_null_at_any_depth():
     assert finite_or_none(value) == {"a": None, "b": [1.0, None, {"c": None}], "d": [2, "x"], "e": 0.5}
 
 
-def test_every_results_file_of_a_run_parses_with_a_strict_parser(tmp_path):
-    results = run(["trainer.max_epochs=1", "metrics.shot_thresholds=[1000,1]"], tmp_path)
+def test_a_smoke_run_says_it_tested_a_subset_and_its_results_parse_strictly(tmp_path):
+    results = run(["debug=smoke", "datamodule.eval_batch_size=32", "metrics.shot_thresholds=[1000,1]"], tmp_path)
     assert math.isnan(results["test/acc_many"])  # an empty group, in memory
+    assert (results["test_images"], results["test_images_total"]) == (4 * 32, 300)
+    assert results["subset"].startswith("debug=smoke") and "tested on 128 of 300 test images" in results["subset"]
+    assert "SUBSET — debug=smoke" in format_table(results)
+    assert "scikit-learn" in results["data_source"]
     files = sorted(tmp_path.rglob("results.json"))
     assert files
     for path in files:
@@ -32,11 +45,85 @@ def test_every_results_file_of_a_run_parses_with_a_strict_parser(tmp_path):
         json.loads('{"x": NaN}', parse_constant=_reject)
 
 
-def test_make_bench_runs_the_command_the_readme_gives():
-    """issue 12 item 5: ``make bench`` equal to the README's benchmark command."""
-    from conftest import REPO
+def test_a_full_test_set_has_no_subset_note(digits_ce_run):
+    _, results = digits_ce_run
+    assert results["subset"] is None and results["test_images"] == results["test_images_total"] == 300
+    assert "SUBSET" not in format_table(results)
 
-    recipe = (REPO / "Makefile").read_text().split("bench:\n", 1)[1].splitlines()[0].strip()
-    command = recipe.replace("$(PYTHON)", "python")
-    readme = (REPO / "README.md").read_text()
-    assert f"`make bench` runs every row, all methods included:\n`{command}`" in readme
+
+def _longtail(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen([sys.executable, "-m", "longtail.run", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_bad_input_stops_before_training_with_one_message_and_no_run_folder(tmp_path):
+    """issue 12's done-when: a missing data root, a mistyped value and a misspelt key."""
+    logs = f"paths.log_dir={tmp_path}/logs"
+    cases = {
+        "missing data": (["experiment=ce_cifar100", f"datamodule.root={tmp_path}/nowhere",
+                          "datamodule.source.download=false", logs], ["CIFAR-100 data not found", "nowhere",
+                                                                      "datamodule.root=PATH"]),
+        "wrong type": (["trainer.max_epochs=abc", logs], ["trainer.max_epochs takes an integer", "'abc'"]),
+        "misspelt key": (["trainer.max_epoch=3", logs], ["Did you mean trainer.max_epochs?"]),
+    }
+    processes = {name: _longtail(*args, cwd=tmp_path) for name, (args, _) in cases.items()}
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 2, (name, output)
+        assert "Traceback" not in output and "Error executing job" not in output, (name, output)
+        assert output.count("longtail: error:") == 1, (name, output)
+        for fragment in cases[name][1]:
+            assert fragment in output, (name, fragment, output)
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*"))
+
+
+def test_a_run_prints_one_table_its_folder_and_checkpoint_and_links_latest(tmp_path):
+    process = _longtail("trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"paths.log_dir={tmp_path}/logs",
+                        cwd=tmp_path)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    assert output.count("| model |") == 1 and "Test metric" not in output, output
+    assert "Tip" not in output and "deprecated" not in output and "GPU available" not in output, output
+    latest = tmp_path / "logs" / "latest"
+    results = json.loads((latest / "results.json").read_text(), parse_constant=_reject)
+    assert f"selected checkpoint ({results['selection']}): {results['checkpoint']}" in output
+    assert (tmp_path / results["checkpoint"]).is_file()
+
+
+def test_misspelt_keys_and_options_name_the_nearest_existing_ones():
+    assert "Did you mean method.optimizer.lr?" in check_overrides(["method.lr=0.1"])
+    assert "Did you mean seed?" in check_overrides(["sed=1"])
+    message = check_overrides(["experiment=drolt_cifar10O"])
+    assert "Did you mean experiment=drolt_cifar10 or experiment=drolt_cifar100" in message
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["datamodule.batch_size=12x"], "datamodule.batch_size takes an integer, got the string '12x'"),
+    (["-m", "seed=0,1", "trainer.max_epochs=1.5"], "trainer.max_epochs takes an integer or null, got 1.5"),
+    (["metrics.shot_thresholds=100"], "takes a list"),
+    (["seed=0,abc"], "seed takes an integer"),
+    (["trainer.deterministic=maybe"], "trainer.deterministic=maybe"),
+])
+def test_values_of_the_wrong_type_are_refused(args, fragment):
+    assert fragment in check_overrides(args)
+
+
+@pytest.mark.parametrize("args", [
+    ["experiment=drolt_cifar100", "stage=drolt_robust", "trainer.devices=auto", "trainer.precision=bf16-mixed"],
+    ["-m", "experiment=ldam_drw_cifar100", "seed=0,1,2", "trainer.limit_train_batches=4"],
+    ["model.backbone=timm:resnet18", "+extra=1", "hydra.run.dir=/tmp/somewhere", "trainer.max_epochs=null"],
+    ["loss@loss.base_loss=balanced_softmax", "experiment=ride_cifar100", "datamodule.imbalance_factor=50"],
+    ["name=${seed}_run", "--help"],
+])
+def test_valid_command_lines_pass(args):
+    assert check_overrides(args) is None
+
+
+def test_an_instantiation_error_is_reported_by_its_cause(tmp_path):
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException) as caught:
+        instantiate({"_target_": "longtail.data.cifar.CIFARSource", "root": str(tmp_path / "none"), "download": False})
+    message = describe(caught.value)
+    assert message.startswith("CIFAR-10 data not found") and "longtail.data.cifar.CIFARSource" in message

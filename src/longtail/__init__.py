@@ -1,6 +1,7 @@
 """longtail: long-tailed image recognition methods under one honest protocol."""
 
-from longtail.checkpoint import load
+from longtail.checkpoint import load, load_datamodule
+from longtail.runs import latest_run, selected_checkpoint
 
-__all__ = ["load"]
+__all__ = ["load", "load_datamodule", "latest_run", "selected_checkpoint"]
 __version__ = "0.1.0"

@@ -60,9 +60,27 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
 
 
 def build_from_checkpoint(checkpoint: dict):
-    """The LightningModule described by a loaded checkpoint, with its weights."""
+    """The LightningModule described by a loaded checkpoint, with its weights (and ``run_config``)."""
     meta = checkpoint[CHECKPOINT_KEY]
     model = instantiate(meta["config"]["method"], class_counts=meta["class_counts"], class_names=meta["class_names"])
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
+    model.run_config = meta["config"]
     return model
+
+
+def load_datamodule(path: str | Path, stage: str = "test"):
+    """The data module of the run that wrote the checkpoint at ``path``, set up for ``stage``.
+
+    Its data root is looked for with :func:`longtail.runs.data_root`: a checkpoint of an older run may hold
+    it relative to the folder the run was started in (``./data/cifar10``), which a notebook started
+    elsewhere finds from the checkpoint's own folders.
+    """
+    from longtail.runs import data_root
+
+    config = dict(read_checkpoint(path)[CHECKPOINT_KEY]["config"]["datamodule"])
+    if config.get("root") is not None:
+        config["root"] = data_root(config["root"], path)
+    datamodule = instantiate(config)
+    datamodule.setup(stage)
+    return datamodule

@@ -95,7 +95,7 @@ def build_stage(cfg: DictConfig, init_from: str | None):
     model = instantiate(
         cfg.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names, **cfg.performance
     )
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    model.run_config = with_absolute_paths(OmegaConf.to_container(cfg, resolve=True))
     if init_from:
         init_from_checkpoint(model, init_from)
     elif model.needs_init:
@@ -104,6 +104,26 @@ def build_stage(cfg: DictConfig, init_from: str | None):
             "or pass init_from=<checkpoint of the previous stage>"
         )
     return datamodule, model
+
+
+def with_absolute_paths(run_config: dict) -> dict:
+    """The run config with its data root and paths absolute, so a checkpoint opened from another folder (a
+    notebook in ``notebooks/``) finds its data."""
+    for node, key in ((run_config.get("datamodule", {}), "root"), (run_config.get("paths", {}), "data_dir"),
+                      (run_config.get("paths", {}), "log_dir"), (run_config, "init_from")):
+        if node.get(key):
+            node[key] = str(Path(node[key]).expanduser().absolute())
+    return run_config
+
+
+def tested_subset(cfg: DictConfig, tested: int, total: int) -> dict:
+    """How many test images the numbers cover and, for a debug run or a truncated test set, a ``subset`` note
+    saying the numbers are not comparable with published ones (printed above the table, too)."""
+    notes = [cfg.get("debug_note")] if cfg.get("debug_note") else []
+    if tested < total:
+        notes.append(f"tested on {tested:,} of {total:,} test images")
+    subset = "; ".join(notes) + ": not comparable with published numbers" if notes else None
+    return {"test_images": tested, "test_images_total": total, "subset": subset}
 
 
 def build_trainer(cfg: DictConfig, stage_dir: Path, validates: bool):
@@ -134,7 +154,7 @@ def fit_and_select(trainer, model, datamodule, checkpointing, last: Path, stage_
         selected = checkpointing.best_model_path if checkpointing and checkpointing.monitor else str(last)
     else:
         if datamodule.has_val:
-            trainer.validate(model, datamodule=datamodule)
+            trainer.validate(model, datamodule=datamodule, verbose=False)
         trainer.strategy.connect(model)
         trainer.save_checkpoint(last)
         selected = str(last)
@@ -145,7 +165,7 @@ def evaluate_selected(trainer, model, datamodule, selected: str, handback: Path)
     """The test-set results of the selected checkpoint (a method without a classifier is not tested)."""
     if not model.has_classifier:
         return {"evaluation": "no classifier: the linear_probe entry (written by the probe stage)"}
-    trainer.test(model, datamodule=datamodule, ckpt_path=selected if model.requires_training else None)
+    trainer.test(model, datamodule=datamodule, ckpt_path=selected if model.requires_training else None, verbose=False)
     if trainer.is_global_zero and handback.is_file():
         if not model.test_results:  # ddp_spawn: the results were computed in a worker process
             model.test_results = json.loads(handback.read_text())
@@ -170,11 +190,14 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "class_names": datamodule.class_names,
         "stage": cfg.stage_name,
         "protocol": datamodule.protocol,
+        "data_source": datamodule.data_source,
         "checkpoint": selected,
         "selection": f"best {monitor}" if monitor else "last epoch",
     }
     if monitor and checkpointing.best_model_score is not None:
         results[monitor] = float(checkpointing.best_model_score)
+    if "test/reliability" in results:
+        results.update(tested_subset(cfg, int(sum(results["test/reliability"]["count"])), len(datamodule.test_split)))
     if trainer.is_global_zero:  # under DDP every rank has the same (synced) results; one writes them
         write_results(stage_dir / "results.json", results)
         plots = write_run_plots(stage_dir, results, thresholds=tuple(cfg.metrics.shot_thresholds))

@@ -17,7 +17,8 @@ def format_table(results: dict, title: str = "test") -> str:
     """A Markdown table of overall / many / medium / few accuracy (%) and ECE (%).
 
     A multi-expert run with a router adds a row for the routed prediction, with the mean number
-    of experts per sample and the GFLOPs per image of both.
+    of experts per sample and the GFLOPs per image of both. A run that tested a subset (``debug=smoke``, a
+    limited test set) says so above the table.
     """
     header = "| model | " + " | ".join(name for name, _ in COLUMNS) + " |"
     rule = "|---|" + "|".join("---:" for _ in COLUMNS) + "|"
@@ -27,4 +28,5 @@ def format_table(results: dict, title: str = "test") -> str:
         rows[0] = rows[0].replace("| all |", f"| all experts ({results['test/gflops_all_experts']:.3f} GFLOPs) |")
         label = f"router ({results['test/experts_per_sample']:.2f} experts, {results['test/gflops_router']:.3f} GFLOPs)"
         rows.append(f"| {label} | " + " | ".join(routed) + " | |")
-    return "\n".join([f"\n{title}", header, rule, *rows, ""])
+    subset = [f"SUBSET — {results['subset']}"] if results.get("subset") else []
+    return "\n".join([f"\n{title}", *subset, header, rule, *rows, ""])

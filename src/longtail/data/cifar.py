@@ -8,12 +8,27 @@
   folder names, files sorted by name), decoded once and cached as uint8 ``.npy``;
 * a tarball of such a tree (e.g. ``cifar10-jpeg.tar.gz``), or a folder holding exactly one.
 
-``download=True`` fetches the pickles with torchvision (the only code path that touches the network).
+``download`` (``datamodule.source.download``) is the only thing that touches the network:
+
+* ``"auto"`` (the default): if none of the above is found at ``root`` (or only torchvision's
+  unextracted archive), torchvision fetches the pickles into ``root`` and they are used; data that is
+  found (pickles, a tree, a tarball) is used as it is and never replaced. Offline, the download fails
+  within seconds and the error says what to put where. A file lock next to ``root`` lets one of several
+  processes started at once (DDP ranks, sweep jobs) download while the others wait for it.
+* ``True``: torchvision downloads (or verifies and extracts) the pickles first, always.
+* ``False``: never download.
+
+:attr:`CIFARSource.provenance` says which of these the images came from: the pickles are the canonical
+order; an image tree is sorted by file name, an order not known to be the pickles'.
 """
 
 from __future__ import annotations
 
+import http.client
 import pickle
+import socket
+import tarfile
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +56,11 @@ _LAYOUT = {
     },
 }
 
+DOWNLOAD_CHOICES = ("auto", True, False)
+#: seconds a socket may wait (connect, each read) during an automatic download: offline fails fast
+DOWNLOAD_SOCKET_TIMEOUT = 20.0
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
 
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as f:
@@ -51,24 +71,40 @@ def _unpickle(path: Path) -> dict:
 class CIFARSource:
     """CIFAR-10 or CIFAR-100, train (50,000) and test (10,000) as uint8 :class:`ArraySplit` (ids = file order)."""
 
-    def __init__(self, root: str | Path, num_classes: int = 10, download: bool = False,
+    def __init__(self, root: str | Path, num_classes: int = 10, download: bool | str = "auto",
                  cache_dir: str | Path | None = None):
         if num_classes not in _LAYOUT:
             raise ValueError(f"CIFARSource supports num_classes 10 or 100, got {num_classes}")
-        self.root, self.num_classes = Path(root).expanduser(), num_classes
+        if not (download is True or download is False or download == "auto"):
+            raise ValueError(
+                f"datamodule.source.download must be one of auto, true, false (auto: download only if the data "
+                f"is not found), got {download!r}"
+            )
+        self.root, self.num_classes = Path(root).expanduser().absolute(), num_classes
         self.name = f"CIFAR-{num_classes}"
         self.layout = _LAYOUT[num_classes]
-        if download:
-            self._download()
+        self.download = download
         self.pickle_dir: Path | None = None
         self.tree: ImageTree | None = None
-        self._resolve(cache_dir)
+        if download is True:
+            self._download()
+        missing = self._resolve(cache_dir)
+        if missing is not None and download == "auto":
+            missing = self._auto_download(missing, cache_dir)
+        if missing is not None:
+            raise self._not_found(missing)
         if self.pickle_dir is not None:
             file, key = self.layout["meta"]
             self.class_names = [str(n) for n in _unpickle(self.pickle_dir / file)[key]]
+            self.provenance = f"{self.name} torchvision pickles at {self.pickle_dir.resolve()} (canonical order)"
         else:
             self.class_names = self.tree.class_names
             self.tree.require("test")
+            self.provenance = (
+                f"{self.name} image folder {self.tree.path.resolve()}: files sorted by name, an order not known to "
+                f"be the original pickles' — the long-tailed subset has the canonical class counts but not "
+                f"necessarily the canonical images; do not compare with published numbers to the decimal"
+            )
         if len(self.class_names) != num_classes:
             where = self.pickle_dir or self.tree.path
             raise ValueError(
@@ -80,11 +116,55 @@ class CIFARSource:
     # ------------------------------------------------------------------ locating the data
 
     def _download(self) -> None:
+        """torchvision's download: fetches and extracts the archive into ``root`` (or verifies what is there).
+        One split suffices: torchvision downloads the whole archive and checks every file of both splits."""
         import torchvision
 
         dataset = torchvision.datasets.CIFAR10 if self.num_classes == 10 else torchvision.datasets.CIFAR100
-        for train in (True, False):
-            dataset(str(self.root), train=train, download=True)
+        dataset(str(self.root), train=False, download=True)
+
+    def _lock_path(self) -> Path:
+        return self.root.parent / f".{self.root.name}.download.lock"
+
+    def _auto_download(self, missing: str, cache_dir) -> str | None:
+        """``download=auto`` found nothing: download under a file lock (one process of several downloads, the
+        others wait and then find the data), then look again. Returns None when found, else the reason."""
+        from filelock import FileLock, Timeout
+
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self._lock_path()))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                print(f"waiting for another process downloading {self.name} into '{self.root}' "
+                      f"(lock: {self._lock_path()})", flush=True)
+                lock.acquire()
+        except OSError as err:
+            self.download_error = f"{type(err).__name__}: {err}"
+            return missing
+        try:
+            missing = self._resolve(cache_dir)  # another process may have downloaded it meanwhile
+            if missing is None:
+                return None
+            existed = self.root.exists()
+            previous = socket.getdefaulttimeout()
+            socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT)
+            try:
+                print(f"{self.name} not found ({missing}): downloading it with torchvision into '{self.root}'",
+                      flush=True)
+                self._download()
+            except (OSError, RuntimeError, http.client.HTTPException, tarfile.TarError) as err:
+                offline = isinstance(err, (urllib.error.URLError, socket.gaierror, TimeoutError, ConnectionError))
+                self.download_error = f"{'offline? ' if offline else ''}{type(err).__name__}: {err}"
+                if not existed and self.root.is_dir() and not any(self.root.iterdir()):
+                    self.root.rmdir()  # torchvision made it: leave no empty folder behind
+                return missing
+            finally:
+                socket.setdefaulttimeout(previous)
+            return self._resolve(cache_dir)
+        finally:
+            lock.release()
 
     def _has_pickles(self, folder: Path) -> bool:
         names = self.layout["train"] + self.layout["test"] + [self.layout["meta"][0]]
@@ -92,27 +172,40 @@ class CIFARSource:
 
     def _not_found(self, detail: str) -> FileNotFoundError:
         layout = self.layout
+        failed = getattr(self, "download_error", None)
+        if failed is not None:
+            detail = f"{detail}, and downloading it with torchvision failed ({failed})"
+            how = "on a machine with internet"
+        else:
+            how = "or with datamodule.source.download=true (needs internet)"
         return FileNotFoundError(
             f"{self.name} data not found: {detail}. Expected one of: '{self.root / layout['folder']}/' "
             f"(torchvision pickle layout: {', '.join(layout['train'] + layout['test'] + [layout['meta'][0]])}); "
             f"an image-folder tree '{self.root}/train/<class>/*.jpg' + '{self.root}/test/<class>/*.jpg'; or "
             f"such a tree as a .tar.gz (e.g. cifar10-jpeg.tar.gz). Get the pickles from "
-            f"https://www.cs.toronto.edu/~kriz/cifar.html ({layout['archive']}, extract it into the root) or with "
-            f"datamodule.source.download=true (needs internet), then set datamodule.root=PATH"
+            f"{CIFAR_URL} ({layout['archive']}, extract it into the root) {how}, "
+            f"then set datamodule.root=PATH"
         )
 
-    def _resolve(self, cache_dir) -> None:
+    def _resolve(self, cache_dir) -> str | None:
+        """Find the data at ``root`` (sets ``pickle_dir`` or ``tree``) and return None; return the reason when
+        there is nothing usable that a download could provide; raise for data that is present but unusable
+        (broken pickles, a tree without test/, the other CIFAR, several archives): that is never downloaded over."""
         root, layout = self.root, self.layout
         if not root.exists():
-            raise self._not_found(f"'{root}' does not exist")
+            if root.name.lower().endswith(TAR_SUFFIXES):  # a tarball was meant: downloading pickles there won't do
+                raise self._not_found(f"'{root}' does not exist")
+            return f"'{root}' does not exist"
         if is_tarball(root):
             self.tree = open_tree(root, cache_dir)
-            return
+            return None
+        if root.is_file():
+            raise self._not_found(f"'{root}' is a file but not a .tar/.tar.gz/.tgz archive")
         other = _LAYOUT[110 - self.num_classes]["folder"]
         for folder in (root / layout["folder"], root):
             if self._has_pickles(folder):
                 self.pickle_dir = folder
-                return
+                return None
         if (root / layout["folder"]).is_dir():
             missing = [n for n in layout["train"] + layout["test"] + [layout["meta"][0]]
                        if not (root / layout["folder"] / n).is_file()]
@@ -127,20 +220,20 @@ class CIFARSource:
             if not (root / "test").is_dir():
                 raise self._not_found(f"'{root}/train/' exists but '{root}/test/' does not")
             self.tree = open_tree(root, cache_dir)
-            return
+            return None
         archives = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(TAR_SUFFIXES)
                           and p.name not in (_LAYOUT[10]["archive"], _LAYOUT[100]["archive"]))
         if len(archives) == 1:
             self.tree = open_tree(archives[0], cache_dir)
-            return
-        if (root / layout["archive"]).is_file():
+            return None
+        if len(archives) > 1:
             raise self._not_found(
-                f"'{root / layout['archive']}' is not extracted (extract it there, or pass download=true to let "
-                f"torchvision verify and extract it)"
-            )
-        detail = f"'{root}' contains none of these" if not archives else \
-            f"'{root}' contains several archives ({[a.name for a in archives]}): point root at one of them"
-        raise self._not_found(detail)
+                f"'{root}' contains several archives ({[a.name for a in archives]}): point root at one of them")
+        if (root / layout["archive"]).is_file():  # torchvision's archive: download=auto/true verify and extract it
+            hint = "" if self.download is not False else \
+                " (extract it there, or pass download=true to let torchvision verify and extract it)"
+            return f"'{root / layout['archive']}' is not extracted{hint}"
+        return f"'{root}' contains none of these"
 
     # ------------------------------------------------------------------ loading
 

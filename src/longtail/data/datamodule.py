@@ -2,7 +2,8 @@
 
 It yields the long-tailed train split, a balanced validation split where the
 protocol has one, and the balanced test split, and exposes the train class
-counts and class names (docs/methods/README.md §2–§5).
+counts, the class names and ``data_source``, where the images came from
+(docs/methods/README.md §2–§5).
 
 * In-memory data sets (CIFAR, digits) are uint8 tensors; a batch is gathered
   with one indexing op and augmented on the model's device in
@@ -245,6 +246,18 @@ class LongTailDataModule(L.LightningDataModule):
     def class_names(self) -> list[str]:
         self.setup()
         return list(self.source.class_names)
+
+    @property
+    def data_source(self) -> str:
+        """Where the images came from and whether their order is canonical (the source's ``provenance``);
+        a source without one (a user's own ``_target_``) is named by its class and root."""
+        self.setup()
+        provenance = getattr(self.source, "provenance", None)
+        if provenance:
+            return str(provenance)
+        name = getattr(self.source, "name", type(self.source).__name__)
+        where = f" at {Path(self.root).expanduser().resolve()}" if self.root is not None else ""
+        return f"{name}{where} ({type(self.source).__module__}.{type(self.source).__qualname__} records no provenance)"
 
     def per_process_batch_size(self) -> int:
         """``batch_size`` is the global batch (ride.md §4: the published recipes' batches are global): each of the

@@ -15,6 +15,7 @@ class DigitsSource:
 
     Images are uint8 (N, 1, 8, 8), the 0..16 values scaled to 0..255; ``ids`` index into the
     original order, shared by all three splits (``split_origin``). ``root`` is ignored.
+    ``provenance`` names the scikit-learn version and the split.
     """
 
     num_classes = 10
@@ -22,6 +23,7 @@ class DigitsSource:
     split_origin = {"train": "digits", "val": "digits", "test": "digits"}
 
     def __init__(self, test_per_class: int = 30, val_per_class: int = 20, root=None):
+        import sklearn
         from sklearn.datasets import load_digits
 
         if test_per_class < 1 or val_per_class < 0:
@@ -41,6 +43,10 @@ class DigitsSource:
             parts["val"].append(idx[pool:pool + val_per_class])
             parts["test"].append(idx[pool + val_per_class:])
         self._index = {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+        self.provenance = (
+            f"scikit-learn {sklearn.__version__} embedded 8x8 digits (sklearn.datasets.load_digits, 1,797 images, "
+            f"original order); per class the last {test_per_class} are test, the {val_per_class} before them val"
+        )
 
     def load(self, split: str) -> ArraySplit:
         if split not in self._index:

@@ -19,6 +19,8 @@ class ImageFolderSource:
         image_size: with ``in_memory``, resize every image to ``image_size × image_size``
             (required if the images differ in size).
         cache_dir: where the decoded arrays go (default: ``<root>/.longtail_cache`` or ``~/.cache/longtail``).
+
+    ``provenance`` says where the images are and how they are ordered (for ``results.json``).
     """
 
     def __init__(self, root: str | Path, in_memory: bool = False, image_size: int | None = None,
@@ -38,6 +40,11 @@ class ImageFolderSource:
         self.tree.require("test")
         self.class_names = self.tree.class_names
         self.num_classes = len(self.class_names)
+        kind = "archive" if is_tarball(root) else "folder"
+        decoded = "" if not in_memory else \
+            f"; decoded in memory{f', resized to {image_size}x{image_size}' if image_size else ''}"
+        self.provenance = (f"image {kind} {root.resolve()}: classes = sorted folder names under train/, files sorted "
+                           f"by name{decoded}")
 
     def load(self, split: str) -> ArraySplit | FileSplit:
         if split not in SPLITS:

@@ -62,6 +62,8 @@ class ListSource:
             e.g. the wnid) or ``"label"`` (``str(label)``).
         check_files: on ``load``, check that the first image of the list exists under ``root``.
         name: data set name for messages.
+
+    ``provenance`` says where the lists are and whether their MD5 matches the published lists'.
     """
 
     def __init__(self, root: str | Path, train_list: str, test_list: str, val_list: str | None = None,
@@ -95,13 +97,29 @@ class ListSource:
                 parts = path.split("/")
                 names[label] = parts[-2] if class_names_from == "folder" and len(parts) >= 2 else str(label)
         self.class_names = names
+        self.provenance = self._provenance()
 
-    def list_path(self, split: str) -> Path:
-        name = self.list_names[split]
+    def _provenance(self) -> str:
+        """Where the lists are, and whether those with a published MD5 (:data:`KNOWN_MD5`) match it."""
+        names = [n for n in self.list_names.values() if n]
+        folder = self.list_path("train").parent.resolve()
+        checked = [n for n in names if n in KNOWN_MD5 and self._find(n) is not None]
+        differ = [n for n in checked if list_md5(self._find(n)) != KNOWN_MD5[n]]
+        where = f"list files at {folder} ({', '.join(names)}; images under {self.root.resolve()}, in list order)"
+        if differ:
+            return f"{self.name} {where}; MD5 of {', '.join(differ)} differs from the published lists: not the official split"
+        verified = f"; MD5 of {', '.join(checked)} matches the published lists" if checked else ""
+        return f"{self.name} official {where}{verified}"
+
+    def _find(self, name: str) -> Path | None:
         for folder in (self.root, self.root / "lists"):
             if (folder / name).is_file():
                 return folder / name
-        return self.root / name
+        return None
+
+    def list_path(self, split: str) -> Path:
+        name = self.list_names[split]
+        return self._find(name) or self.root / name
 
     def _read(self, split: str) -> FileSplit:
         if split not in self._splits:

@@ -1,0 +1,228 @@
+"""The command line's overrides, checked before Hydra creates a run folder or anything trains.
+
+Two mistakes Hydra itself reports late or misleadingly:
+
+* a misspelt key (``trainer.max_epoch=3``): Hydra suggests ``+trainer.max_epoch=3``, which adds the key and
+  fails later inside the Trainer; here the message names the nearest existing key (``trainer.max_epochs``);
+* a value of the wrong type (``trainer.max_epochs=abc``): plain config nodes take any value, and Lightning
+  fails with a bare ``AssertionError`` minutes later; here the value is checked against the annotation of
+  the parameter it feeds (the node's ``_target_`` signature) or, where there is none, against the default's
+  type.
+
+:func:`check_overrides` composes the config with the Compose API (a sweep's first value stands for all of
+it) and returns a message, or ``None`` to let Hydra run. Anything it cannot judge is left to Hydra.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+import types
+import typing
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+CONF_DIR = Path(__file__).parent / "conf"
+NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
+MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
+_ABSENT = object()
+
+
+def check_overrides(args: list[str]) -> str | None:
+    """A message for the first misspelt key or wrongly typed value among ``args``, or ``None``."""
+    if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
+        return None  # --help, --cfg, --config-dir …: Hydra's own business
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in args if a not in ("-m", "--multirun")])
+    except HydraException:
+        return None
+    lines = {o.input_line: _first_value_line(o) for o in overrides}
+    if GlobalHydra.instance().is_initialized():
+        return None
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        def compose_with(chosen):
+            return compose("config", overrides=[line for line in chosen if line], return_hydra_config=True)
+
+        try:
+            cfg = compose_with(lines.values())
+        except HydraException as error:
+            return _composition_message(str(error), lines, compose_with)
+        values = [o for o in overrides if _is_value(o, cfg)]
+        baseline = compose_with(line for o, line in zip(overrides, lines.values()) if o not in values)
+        for override in values:
+            message = _type_message(override, cfg, baseline)
+            if message:
+                return message
+    return None
+
+
+def _first_value_line(override) -> str | None:
+    """The override with a sweep replaced by its first value (an interval, which has none, is dropped)."""
+    if not override.is_sweep_override():
+        return override.input_line
+    try:
+        first = next(iter(override.sweep_string_iterator()))
+    except Exception:  # an interval sweep (Optuna) has no first value
+        return None
+    return f"{override.input_line.split('=', 1)[0]}={first}"
+
+
+def _is_value(override, cfg: DictConfig) -> bool:
+    """Whether ``override`` sets an existing value (not a config group, an added key or a Hydra setting)."""
+    if override.is_add() or override.is_force_add() or override.is_delete() or override.is_hydra_override():
+        return False
+    node = OmegaConf.select(cfg, override.key_or_group, default=_ABSENT, throw_on_resolution_failure=False)
+    return node is not _ABSENT and not isinstance(node, DictConfig)
+
+
+def _composition_message(error: str, lines: dict, compose_with) -> str | None:
+    """A misspelt key or config option, with the nearest existing ones; ``None`` for other errors."""
+    missing = NOT_IN_STRUCT.search(error)
+    if missing:
+        key = missing.group(1)
+        parent, _, leaf = key.rpartition(".")
+        others = [line for line in lines.values() if line and not _line_key(line) == key]
+        try:
+            cfg = compose_with(others)
+        except Exception:
+            return None
+        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+        if not isinstance(node, DictConfig):
+            return None
+        keys = [str(k) for k in node.keys() if k != "hydra"]
+        close = [f"{parent}.{c}" if parent else c for c in difflib.get_close_matches(leaf, keys, n=3, cutoff=0.6)]
+        for scope in (_leaf_paths(node, f"{parent}." if parent else ""), _leaf_paths(cfg)):
+            deeper = {path.rpartition(".")[2]: path for path in scope}
+            close = close or [deeper[name] for name in difflib.get_close_matches(leaf, list(deeper), n=3, cutoff=0.8)]
+        where = f"'{parent}'" if parent else "the top level"
+        hint = f"Did you mean {' or '.join(close)}? " if close else ""
+        return (f"'{key}' is not a config key. {hint}The keys of {where} are: {', '.join(keys)}. "
+                f"(`python -m longtail.run --cfg job` prints the whole config.)")
+    option = MISSING_OPTION.search(error)
+    if option:
+        group, name = option.groups()
+        choices = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
+        return f"'{group}={name}': there is no {group} called '{name}'.{hint} Options: {', '.join(choices)}."
+    return None
+
+
+def _leaf_paths(node: DictConfig, prefix: str = ""):
+    """Every dotted key of a value in ``node`` (the Hydra node excluded), depth first."""
+    for key in node.keys():
+        if key == "hydra":
+            continue
+        child = node._get_node(key)
+        path = f"{prefix}{key}"
+        if isinstance(child, DictConfig):
+            yield from _leaf_paths(child, f"{path}.")
+        else:
+            yield path
+
+
+def _line_key(line: str) -> str:
+    return line.split("=", 1)[0].lstrip("+~")
+
+
+def _type_message(override, cfg: DictConfig, baseline: DictConfig) -> str | None:
+    """Why the override's value cannot feed its key, or ``None`` when it can (or nobody can tell)."""
+    key = override.key_or_group
+    values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
+    parent = key.rpartition(".")[0]
+    annotation = _annotation(OmegaConf.select(cfg, parent, default=None) if parent else None, key.rpartition(".")[2])
+    default = OmegaConf.select(baseline, key, default=None, throw_on_resolution_failure=False)
+    for value in values:
+        if isinstance(value, str) and "${" in value:
+            continue
+        fits = _admits(annotation, value) if annotation is not None else _same_kind(value, default)
+        if not fits:
+            expected = _describe(annotation) if annotation is not None else _kind(default)
+            shown = f"the string '{value}'" if isinstance(value, str) else repr(value)
+            return (f"{key}={value}: {key} takes {expected}, got {shown}"
+                    f"{'' if default is None else f' (its value here is {default!r})'}.")
+    return None
+
+
+def _annotation(node, name: str):
+    """The type annotation of parameter ``name`` of the node's ``_target_``, or ``None`` if unknown."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(node._target_)
+        function = target.__init__ if inspect.isclass(target) else target
+        hints = typing.get_type_hints(function)
+    except Exception:
+        return None
+    return hints.get(name)
+
+
+def _admits(annotation, value) -> bool:
+    """Whether ``value`` (as Hydra parsed it) is acceptable for the type ``annotation``."""
+    if annotation is typing.Any:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits(arg, value) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if origin in (list, tuple, typing.Sequence, set) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    kind = origin or annotation
+    if not isinstance(kind, type):
+        return True
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):
+        return _same_kind(value, kind(0))
+    if issubclass(kind, (str, os.PathLike)):
+        return isinstance(value, str)
+    return True
+
+
+def _same_kind(value, default) -> bool:
+    """Whether ``value`` can replace ``default``: a number for a number, a flag for a flag, a list for a list."""
+    if value is None or default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, ListConfig)):
+        return isinstance(value, (list, tuple))
+    return True
+
+
+KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _kind(default) -> str:
+    if isinstance(default, (list, ListConfig)):
+        return "a list like [1,2]"
+    return KINDS.get(type(default), type(default).__name__)
+
+
+def _describe(annotation) -> str:
+    """``Optional[int]`` → "an integer or null"; ``Literal['a', 'b']`` → "one of 'a', 'b'"."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(arg) for arg in args))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin in (list, tuple, typing.Sequence, set):
+        return "a list"
+    return KINDS.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -1,0 +1,172 @@
+"""Where runs are and which is newest.
+
+``python -m longtail.run`` writes each run to ``<log_dir>/runs/<name>/<date>/`` (a sweep job to
+``<log_dir>/multiruns/<name>/<date>/<job>/``) and then points ``<log_dir>/latest`` at it, so the newest
+results are always at ``logs/latest/results.json``::
+
+    import longtail
+    run = longtail.latest_run()                     # logs/latest, found from here or any folder above
+    model = longtail.load(longtail.selected_checkpoint(run))
+
+Paths written by a run started in the repository root may be relative to it (``logs/runs/...``,
+``data/cifar10``); :func:`resolve_path` finds them again from a notebook started in another folder.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+LATEST = "latest"  # the symbolic link <log_dir>/latest -> the newest run folder
+LATEST_TXT = "latest.txt"  # its stand-in (the absolute path) where the file system has no symbolic links
+RUN_FOLDERS = ("runs", "multiruns")
+
+
+def link_latest(run_dir: str | Path, log_dir: str | Path) -> Path | None:
+    """Point ``<log_dir>/latest`` at ``run_dir`` and return the link.
+
+    The link is replaced atomically (a temporary link next to it, then ``os.replace``), so parallel sweep
+    jobs never fail on each other: the last one to finish wins. Its target is relative when ``run_dir`` is
+    inside ``log_dir`` (the logs folder can then be moved or copied whole). Where symbolic links cannot be
+    made (some Windows or network file systems), ``<log_dir>/latest.txt`` holds the absolute path of the
+    run instead and is returned; if neither can be written, None (the run itself is not affected).
+    """
+    run_dir, log_dir = Path(run_dir).absolute(), Path(log_dir).absolute()
+    target = run_dir.relative_to(log_dir) if run_dir.is_relative_to(log_dir) else run_dir
+    link, temporary = log_dir / LATEST, log_dir / f".{LATEST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, temporary, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError:
+        if temporary.is_symlink():
+            temporary.unlink()
+        return _write_latest_txt(run_dir, log_dir)
+    (log_dir / LATEST_TXT).unlink(missing_ok=True)  # a stand-in left by an earlier run would be stale
+    return link
+
+
+def _write_latest_txt(run_dir: Path, log_dir: Path) -> Path | None:
+    path, temporary = log_dir / LATEST_TXT, log_dir / f".{LATEST_TXT}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        temporary.write_text(f"{run_dir}\n")
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return None
+    return path
+
+
+def find_log_dir() -> Path | None:
+    """``$LONGTAIL_LOGS`` if set, else the first ``logs`` folder in the current directory or a folder above it
+    (a notebook started in ``notebooks/`` finds the repository's ``logs``); None when there is none."""
+    if os.environ.get("LONGTAIL_LOGS"):
+        return Path(os.environ["LONGTAIL_LOGS"]).expanduser()
+    here = Path.cwd()
+    return next((folder / "logs" for folder in (here, *here.parents) if (folder / "logs").is_dir()), None)
+
+
+def latest_run(log_dir: str | Path | None = None) -> Path:
+    """The newest run folder under ``log_dir`` (default: :func:`find_log_dir`).
+
+    ``<log_dir>/latest`` (or ``latest.txt``) when it points at a folder, else the run folder under
+    ``<log_dir>/runs`` and ``<log_dir>/multiruns`` whose ``results.json`` was written last.
+    """
+    root = Path(log_dir).expanduser() if log_dir is not None else find_log_dir()
+    if root is None:
+        raise FileNotFoundError(
+            f"no run found: no 'logs' folder in {Path.cwd()} or any folder above it, and LONGTAIL_LOGS is not set: "
+            "run `python -m longtail.run` first, or set LONGTAIL_CHECKPOINT=<ckpt>"
+        )
+    pointed = _pointed_run(root)
+    if pointed is not None:
+        return pointed
+    runs = [results.parent for sub in RUN_FOLDERS for results in (root / sub).rglob("results.json")]
+    runs = [run for run in runs if not _is_stage_folder(run)]
+    if not runs:
+        raise FileNotFoundError(
+            f"no run found under {root.absolute()}: run `python -m longtail.run` first, "
+            "or set LONGTAIL_CHECKPOINT=<ckpt>"
+        )
+    return max(runs, key=lambda run: (run / "results.json").stat().st_mtime).absolute()
+
+
+def _pointed_run(root: Path) -> Path | None:
+    """The run ``<root>/latest`` (or ``latest.txt``) points at, if it still exists."""
+    link = root / LATEST
+    if link.is_dir():
+        return link.resolve()
+    text = root / LATEST_TXT
+    if text.is_file():
+        run = Path(text.read_text().strip())
+        if run.is_dir():
+            return run
+    return None
+
+
+def _is_stage_folder(folder: Path) -> bool:
+    """A stage's folder sits in a run folder (which holds the top-level results.json or Hydra's ``.hydra``)."""
+    return (folder.parent / "results.json").is_file() or (folder.parent / ".hydra").is_dir()
+
+
+def selected_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint a run selected (the ``checkpoint`` of its top-level ``results.json``), found from here.
+
+    A relative path is tried from the current directory, then from the run folder and each folder above it;
+    a run folder moved elsewhere is handled by looking for the path's tail (``<stage>/checkpoints/x.ckpt``)
+    inside it.
+    """
+    run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    if not results.is_file():
+        raise FileNotFoundError(
+            f"'{run_dir}' holds no results.json: pass a run folder of `python -m longtail.run` "
+            "(logs/runs/<name>/<date>), or set LONGTAIL_CHECKPOINT=<ckpt>"
+        )
+    written = json.loads(results.read_text()).get("checkpoint")
+    if not written:
+        raise ValueError(f"{results} names no selected checkpoint (no 'checkpoint' key)")
+    found = resolve_path(written, run_dir) or _tail_inside(Path(written), run_dir)
+    if found is None:
+        raise FileNotFoundError(
+            f"the checkpoint '{written}' selected in {results} is not found from {Path.cwd()}, "
+            f"nor from {run_dir.absolute()} and the folders above it"
+        )
+    return found
+
+
+def _tail_inside(path: Path, folder: Path) -> Path | None:
+    """The longest tail of ``path`` that exists inside ``folder`` (a run folder moved after the run)."""
+    parts = path.parts
+    for start in range(1, len(parts)):
+        candidate = folder / Path(*parts[start:])
+        if candidate.is_file():
+            return candidate.absolute()
+    return None
+
+
+def resolve_path(path: str | Path, anchor: str | Path) -> Path | None:
+    """Find ``path`` as it was written by a run: as is when absolute; when relative, from the current directory,
+    then from ``anchor`` (a run folder, a checkpoint) and each folder above it, which includes the folder the
+    run was started in when its logs are below it. None when it exists nowhere."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path if path.exists() else None
+    anchor = Path(anchor).absolute()
+    for base in (Path.cwd(), anchor, *anchor.parents):
+        if (base / path).exists():
+            return (base / path).absolute()
+    return None
+
+
+def data_root(root: str | None, checkpoint: str | Path) -> str | None:
+    """The data root (``datamodule.root``) a checkpoint's config names, found from here with
+    :func:`resolve_path` (older checkpoints hold it relative to the folder the run was started in);
+    returned unchanged when not found, so the data module's own error names it."""
+    if root is None:
+        return None
+    found = resolve_path(root, checkpoint)
+    return str(found) if found is not None else root
