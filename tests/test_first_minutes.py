@@ -127,3 +127,34 @@ def test_an_instantiation_error_is_reported_by_its_cause(tmp_path):
         instantiate({"_target_": "longtail.data.cifar.CIFARSource", "root": str(tmp_path / "none"), "download": False})
     message = describe(caught.value)
     assert message.startswith("CIFAR-10 data not found") and "longtail.data.cifar.CIFARSource" in message
+
+
+def _readme_commands() -> list[list[str]]:
+    """The overrides of every `python -m longtail.run …` command the README gives, placeholders filled in."""
+    import re
+
+    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    commands = {m.group(1).split("#")[0].strip() for m in re.finditer(r"python -m longtail\.run([^`\n]*)", text)}
+    filled = {re.sub(r"<[^>]*>", "PLACEHOLDER", c).replace("experiment=PLACEHOLDER", "experiment=ce_cifar10")
+              for c in commands}
+    return [c.split() for c in sorted(filled)]
+
+
+def test_every_command_in_the_readme_composes():
+    """README truth: each command's keys, options and value types exist as written (stage=drolt_robust …)."""
+    commands = _readme_commands()
+    assert ["experiment=drolt_cifar100", "stage=drolt_robust", "init_from=PLACEHOLDER"] in commands
+    meant_wrong = {("trainer.max_epoch=3",), ("trainer.max_epochs=abc",)}
+    for args in commands:
+        message = check_overrides(args)
+        assert (message is not None) == (tuple(args) in meant_wrong), (args, message)
+    assert check_overrides(["experiment=drolt_cifar100", "stages.robust.trainer.max_epochs=40"]) is None
+
+
+def test_a_timm_backbone_takes_the_data_sets_channels():
+    """README: `model.backbone=timm:<name>` works on any data set (the digits default has one channel)."""
+    import torch
+
+    cfg = compose_config(["model.backbone=timm:resnet10t"])
+    network = instantiate(cfg.model)
+    assert network(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

@@ -10,7 +10,7 @@ Two mistakes Hydra itself reports late or misleadingly:
   type.
 
 :func:`check_overrides` composes the config with the Compose API (a sweep's first value stands for all of
-it) and returns a message, or ``None`` to let Hydra run. Anything it cannot judge is left to Hydra.
+it) and returns a message — Hydra's own for any other composition error — or ``None`` to let Hydra run.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def _is_value(override, cfg: DictConfig) -> bool:
     return node is not _ABSENT and not isinstance(node, DictConfig)
 
 
-def _composition_message(error: str, lines: dict, compose_with) -> str | None:
-    """A misspelt key or config option, with the nearest existing ones; ``None`` for other errors."""
+def _composition_message(error: str, lines: dict, compose_with) -> str:
+    """A misspelt key or config option, with the nearest existing ones; Hydra's message for other errors."""
     missing = NOT_IN_STRUCT.search(error)
     if missing:
         key = missing.group(1)
@@ -93,10 +93,10 @@ def _composition_message(error: str, lines: dict, compose_with) -> str | None:
         try:
             cfg = compose_with(others)
         except Exception:
-            return None
+            return error
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
         if not isinstance(node, DictConfig):
-            return None
+            return error
         keys = [str(k) for k in node.keys() if k != "hydra"]
         close = [f"{parent}.{c}" if parent else c for c in difflib.get_close_matches(leaf, keys, n=3, cutoff=0.6)]
         for scope in (_leaf_paths(node, f"{parent}." if parent else ""), _leaf_paths(cfg)):
@@ -113,7 +113,7 @@ def _composition_message(error: str, lines: dict, compose_with) -> str | None:
         close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
         return f"'{group}={name}': there is no {group} called '{name}'.{hint} Options: {', '.join(choices)}."
-    return None
+    return error
 
 
 def _leaf_paths(node: DictConfig, prefix: str = ""):

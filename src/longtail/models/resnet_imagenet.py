@@ -200,10 +200,11 @@ def resnet152_oltr(pretrained: bool | str = True, in_channels: int = 3) -> OLTRR
 
 
 @register_backbone_family("timm")
-def timm_backbone(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Any timm model without its classifier: ``create_backbone("timm:resnet18")``."""
+def timm_backbone(name: str, pretrained: bool = False, in_channels: int = 3, **kwargs) -> nn.Module:
+    """Any timm model without its classifier: ``create_backbone("timm:resnet18")``; ``in_channels`` (the
+    library's name, set by every model config) is timm's ``in_chans``."""
     import timm
 
-    model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_channels, **kwargs)
     model.out_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
     return model
