@@ -158,3 +158,22 @@ def test_a_timm_backbone_takes_the_data_sets_channels():
     cfg = compose_config(["model.backbone=timm:resnet10t"])
     network = instantiate(cfg.model)
     assert network(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_checkpoints_store_data_roots_and_paths_absolute(tmp_path, monkeypatch):
+    """A notebook in notebooks/ opens a checkpoint of a run started in the repository root."""
+    from longtail.stages import with_absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    config = with_absolute_paths({"datamodule": {"root": "data/cifar10"}, "paths": {"data_dir": "./data",
+                                  "log_dir": "logs"}, "init_from": None})
+    assert config["datamodule"]["root"] == str(tmp_path / "data" / "cifar10")
+    assert config["paths"] == {"data_dir": str(tmp_path / "data"), "log_dir": str(tmp_path / "logs")}
+    assert config["init_from"] is None
+
+
+def test_help_lists_the_experiments():
+    output = subprocess.run([sys.executable, "-m", "longtail.run", "--help"], capture_output=True, text=True,
+                            check=True).stdout
+    assert "experiment: balanced_softmax_cifar10" in output and "drolt_cifar100" in output
+    assert "stage: bns" in output and "LONGTAIL_DATA" in output
