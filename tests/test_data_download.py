@@ -7,6 +7,7 @@ import tarfile
 import threading
 import time
 import urllib.error
+from pathlib import Path
 from functools import partial
 
 import pytest
@@ -17,7 +18,7 @@ from filelock import FileLock
 from hydra.utils import instantiate
 
 from longtail.data import lists
-from longtail.data.cifar import CIFARSource
+from longtail.data.cifar import CIFARSource, download_lock
 from longtail.data.datamodule import LongTailDataModule
 from longtail.data.digits import DigitsSource
 from longtail.data.folder import ImageFolderSource
@@ -38,10 +39,17 @@ class FakeTorchvision:
                 fake.calls.append((str(root), train, download))
                 if download:
                     if error is not None:
+                        Path(root).mkdir(parents=True, exist_ok=True)  # torchvision makes the root first
                         raise error
                     make_cifar_pickles(root, num_classes, per_class_train=per_class_train, per_class_test=2)
 
         monkeypatch.setattr(torchvision.datasets, f"CIFAR{num_classes}", FakeCIFAR)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Download locks go to the user's cache: a temporary one here."""
+    monkeypatch.setenv("LONGTAIL_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -95,7 +103,7 @@ def test_offline_auto_download_fails_fast_with_the_clear_message(tmp_path, monke
     assert "downloading it with torchvision failed" in message and "no network" in message and "offline?" in message
     assert "datamodule.root" in message and CIFAR_URL in message
     assert "download=true" not in message, "auto already tried: don't suggest it as the fix"
-    assert not root.exists(), "a failed download leaves no empty root behind"
+    assert not (tmp_path / "data").exists(), "a failed download leaves no empty folder behind"
 
 
 def test_download_false_never_downloads_and_keeps_the_message(tmp_path, no_download):
@@ -159,8 +167,12 @@ def test_present_data_is_used_not_downloaded(tmp_path, monkeypatch, no_download)
 def test_concurrent_processes_wait_for_the_one_downloading(tmp_path, monkeypatch):
     """A second process finds the lock held, waits, and then uses what the first one downloaded."""
     fake = FakeTorchvision(monkeypatch, 100, error=AssertionError("the waiting process must not download"))
+    monkeypatch.setenv("LONGTAIL_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "cifar100"
-    lock = FileLock(str(tmp_path / ".cifar100.download.lock"))
+    lock_path = download_lock(root.absolute())
+    assert lock_path.parent == tmp_path / "cache"  # not in the data folder
+    lock_path.parent.mkdir(parents=True)
+    lock = FileLock(str(lock_path))
     lock.acquire()  # "the other process", downloading
     found = {}
 

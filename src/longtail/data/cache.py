@@ -47,7 +47,8 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _user_cache_dir(path: Path) -> Path:
+def user_cache_dir(path: Path) -> Path:
+    """A folder of the user's cache (``LONGTAIL_CACHE_DIR``, default ``~/.cache/longtail``) for data at ``path``."""
     base = Path(os.environ.get("LONGTAIL_CACHE_DIR") or Path.home() / ".cache" / "longtail")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     name = path.name.split(".")[0] or "data"
@@ -86,7 +87,7 @@ def default_cache_dir(path: Path) -> Path:
         preferred = path / ".longtail_cache"
         if _writable_dir(preferred):
             return preferred
-    fallback = _user_cache_dir(path)
+    fallback = user_cache_dir(path)
     if not _writable_dir(fallback):
         raise PermissionError(
             f"cannot write a decode cache for '{path}' to '{fallback}': set LONGTAIL_CACHE_DIR to a writable folder"

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longtail.data.cache import TAR_SUFFIXES, ImageTree, is_tarball, open_tree
+from longtail.data.cache import TAR_SUFFIXES, ImageTree, is_tarball, open_tree, user_cache_dir
 from longtail.data.splits import ArraySplit
 
 _LAYOUT = {
@@ -66,6 +66,12 @@ def _unpickle(path: Path) -> dict:
     with open(path, "rb") as f:
         entry = pickle.load(f, encoding="latin1")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
+
+
+def download_lock(root: Path) -> Path:
+    """The lock file of a download into ``root``: in the user's cache (``LONGTAIL_CACHE_DIR``), keyed by the
+    root, so a failed download leaves nothing in the data folder."""
+    return Path(f"{user_cache_dir(root)}.download.lock")
 
 
 class CIFARSource:
@@ -123,22 +129,19 @@ class CIFARSource:
         dataset = torchvision.datasets.CIFAR10 if self.num_classes == 10 else torchvision.datasets.CIFAR100
         dataset(str(self.root), train=False, download=True)
 
-    def _lock_path(self) -> Path:
-        return self.root.parent / f".{self.root.name}.download.lock"
-
     def _auto_download(self, missing: str, cache_dir) -> str | None:
         """``download=auto`` found nothing: download under a file lock (one process of several downloads, the
         others wait and then find the data), then look again. Returns None when found, else the reason."""
         from filelock import FileLock, Timeout
 
         try:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(self._lock_path()))
+            download_lock(self.root).parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(download_lock(self.root)))
             try:
                 lock.acquire(timeout=0)
             except Timeout:
                 print(f"waiting for another process downloading {self.name} into '{self.root}' "
-                      f"(lock: {self._lock_path()})", flush=True)
+                      f"(lock: {download_lock(self.root)})", flush=True)
                 lock.acquire()
         except OSError as err:
             self.download_error = f"{type(err).__name__}: {err}"
@@ -147,7 +150,7 @@ class CIFARSource:
             missing = self._resolve(cache_dir)  # another process may have downloaded it meanwhile
             if missing is None:
                 return None
-            existed = self.root.exists()
+            created = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
             previous = socket.getdefaulttimeout()
             socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT)
             try:
@@ -157,8 +160,9 @@ class CIFARSource:
             except (OSError, RuntimeError, http.client.HTTPException, tarfile.TarError) as err:
                 offline = isinstance(err, (urllib.error.URLError, socket.gaierror, TimeoutError, ConnectionError))
                 self.download_error = f"{'offline? ' if offline else ''}{type(err).__name__}: {err}"
-                if not existed and self.root.is_dir() and not any(self.root.iterdir()):
-                    self.root.rmdir()  # torchvision made it: leave no empty folder behind
+                for folder in created:  # torchvision made them: leave no empty folder behind
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
                 return missing
             finally:
                 socket.setdefaulttimeout(previous)
