@@ -113,7 +113,8 @@ def test_an_earlier_feature_layer_and_running_centroids(tmp_path, digits_ce_run)
 
 @pytest.mark.skipif(CIFAR10 is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_drolt_cifar10_smoke_on_the_real_data(tmp_path):
-    results = run(["experiment=drolt_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke"], tmp_path)
+    results = run(["experiment=drolt_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke",
+                   "debug.trainer.max_epochs=1", "debug.trainer.limit_test_batches=1"], tmp_path)
     assert results["stage"] == "classifier"
     robust = read_results(tmp_path / "robust" / "results.json")
     assert 0.0 <= robust["test/ncm_acc"] <= 1.0 and len(robust["drolt/epsilons"]) == 10

@@ -51,44 +51,53 @@ def test_a_full_test_set_has_no_subset_note(digits_ce_run):
     assert "SUBSET" not in format_table(results)
 
 
-def _longtail(*args, cwd):
+BAD_INPUT = {  # issue 12's done-when: each stops before training with one message, no traceback, no run folder
+    "missing data": (["experiment=ce_cifar100", "datamodule.root={tmp}/nowhere", "datamodule.source.download=false"],
+                     ["CIFAR-100 data not found", "nowhere", "datamodule.root=PATH"]),
+    "wrong type": (["trainer.max_epochs=abc"], ["trainer.max_epochs takes an integer", "'abc'"]),
+    "misspelt key": (["trainer.max_epoch=3"], ["Did you mean trainer.max_epochs?"]),
+}
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory):
+    """`python -m longtail.run` processes, all started at once (each in its own folder) to share the cores."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "longtail.run", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    arguments = {name: args for name, (args, _) in BAD_INPUT.items()}
+    arguments["good"] = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+    arguments["help"] = ["--help"]
+    started = {}
+    for name, args in arguments.items():
+        folder = tmp_path_factory.mktemp(name.replace(" ", "_"))
+        args = [a.format(tmp=folder) for a in args] + [f"paths.log_dir={folder}/logs"]
+        started[name] = (folder, subprocess.Popen([sys.executable, "-m", "longtail.run", *args], cwd=folder, env=env,
+                                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    yield {name: (folder, process) for name, (folder, process) in started.items()}
+    for _, process in started.values():
+        process.kill()
 
 
-def test_bad_input_stops_before_training_with_one_message_and_no_run_folder(tmp_path):
-    """issue 12's done-when: a missing data root, a mistyped value and a misspelt key."""
-    logs = f"paths.log_dir={tmp_path}/logs"
-    cases = {
-        "missing data": (["experiment=ce_cifar100", f"datamodule.root={tmp_path}/nowhere",
-                          "datamodule.source.download=false", logs], ["CIFAR-100 data not found", "nowhere",
-                                                                      "datamodule.root=PATH"]),
-        "wrong type": (["trainer.max_epochs=abc", logs], ["trainer.max_epochs takes an integer", "'abc'"]),
-        "misspelt key": (["trainer.max_epoch=3", logs], ["Did you mean trainer.max_epochs?"]),
-    }
-    processes = {name: _longtail(*args, cwd=tmp_path) for name, (args, _) in cases.items()}
-    for name, process in processes.items():
-        output, _ = process.communicate(timeout=300)
-        assert process.returncode == 2, (name, output)
-        assert "Traceback" not in output and "Error executing job" not in output, (name, output)
-        assert output.count("longtail: error:") == 1, (name, output)
-        for fragment in cases[name][1]:
-            assert fragment in output, (name, fragment, output)
-    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*"))
+@pytest.mark.parametrize("name", list(BAD_INPUT))
+def test_bad_input_stops_before_training_with_one_message_and_no_run_folder(commands, name):
+    folder, process = commands[name]
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2, output
+    assert "Traceback" not in output and "Error executing job" not in output, output
+    assert output.count("longtail: error:") == 1, output
+    for fragment in BAD_INPUT[name][1]:
+        assert fragment in output, (fragment, output)
+    assert not (folder / "logs").exists() or not any((folder / "logs").rglob("*"))
 
 
-def test_a_run_prints_one_table_its_folder_and_checkpoint_and_links_latest(tmp_path):
-    process = _longtail("trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"paths.log_dir={tmp_path}/logs",
-                        cwd=tmp_path)
+def test_a_run_prints_one_table_its_folder_and_checkpoint_and_links_latest(commands):
+    folder, process = commands["good"]
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
     assert output.count("| model |") == 1 and "Test metric" not in output, output
     assert "Tip" not in output and "deprecated" not in output and "GPU available" not in output, output
-    latest = tmp_path / "logs" / "latest"
-    results = json.loads((latest / "results.json").read_text(), parse_constant=_reject)
+    results = json.loads((folder / "logs" / "latest" / "results.json").read_text(), parse_constant=_reject)
     assert f"selected checkpoint ({results['selection']}): {results['checkpoint']}" in output
-    assert (tmp_path / results["checkpoint"]).is_file()
+    assert (folder / results["checkpoint"]).is_file()
 
 
 def test_misspelt_keys_and_options_name_the_nearest_existing_ones():
@@ -172,8 +181,7 @@ def test_checkpoints_store_data_roots_and_paths_absolute(tmp_path, monkeypatch):
     assert config["init_from"] is None
 
 
-def test_help_lists_the_experiments():
-    output = subprocess.run([sys.executable, "-m", "longtail.run", "--help"], capture_output=True, text=True,
-                            check=True).stdout
+def test_help_lists_the_experiments(commands):
+    output, _ = commands["help"][1].communicate(timeout=300)
     assert "experiment: balanced_softmax_cifar10" in output and "drolt_cifar100" in output
     assert "stage: bns" in output and "LONGTAIL_DATA" in output

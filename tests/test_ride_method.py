@@ -84,7 +84,8 @@ def test_ride_experiments_follow_the_spec_schedules(experiment):
 
 @pytest.mark.skipif(CIFAR10 is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_ride_cifar10_smoke_on_the_real_data(tmp_path):
-    results = run(["experiment=ride_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke"], tmp_path)
+    results = run(["experiment=ride_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke",
+                   "debug.trainer.max_epochs=1", "debug.trainer.limit_test_batches=1"], tmp_path)
     assert results["stage"] == "router" and "test/acc_router" in results
 
 

@@ -16,6 +16,7 @@ it) and returns a message — Hydra's own for any other composition error — or
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 import re
@@ -56,7 +57,11 @@ def check_overrides(args: list[str]) -> str | None:
         except HydraException as error:
             return _composition_message(str(error), lines, compose_with)
         values = [o for o in overrides if _is_value(o, cfg)]
-        baseline = compose_with(line for o, line in zip(overrides, lines.values()) if o not in values)
+
+        @functools.cache
+        def baseline():  # the config without the value overrides: their defaults (composed only if needed)
+            return compose_with(line for o, line in zip(overrides, lines.values()) if o not in values)
+
         for override in values:
             message = _type_message(override, cfg, baseline)
             if message:
@@ -133,22 +138,26 @@ def _line_key(line: str) -> str:
     return line.split("=", 1)[0].lstrip("+~")
 
 
-def _type_message(override, cfg: DictConfig, baseline: DictConfig) -> str | None:
-    """Why the override's value cannot feed its key, or ``None`` when it can (or nobody can tell)."""
+def _type_message(override, cfg: DictConfig, baseline) -> str | None:
+    """Why the override's value cannot feed its key, or ``None`` when it can (or nobody can tell);
+    ``baseline()`` is the config without the value overrides."""
     key = override.key_or_group
     values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
     parent = key.rpartition(".")[0]
     annotation = _annotation(OmegaConf.select(cfg, parent, default=None) if parent else None, key.rpartition(".")[2])
-    default = OmegaConf.select(baseline, key, default=None, throw_on_resolution_failure=False)
+
+    def default():
+        return OmegaConf.select(baseline(), key, default=None, throw_on_resolution_failure=False)
+
     for value in values:
         if isinstance(value, str) and "${" in value:
             continue
-        fits = _admits(annotation, value) if annotation is not None else _same_kind(value, default)
-        if not fits:
-            expected = _describe(annotation) if annotation is not None else _kind(default)
+        if not (_admits(annotation, value) if annotation is not None else _same_kind(value, default())):
+            current = default()
+            expected = _describe(annotation) if annotation is not None else _kind(current)
             shown = f"the string '{value}'" if isinstance(value, str) else repr(value)
             return (f"{key}={value}: {key} takes {expected}, got {shown}"
-                    f"{'' if default is None else f' (its value here is {default!r})'}.")
+                    f"{'' if current is None else f' (its value here is {current!r})'}.")
     return None
 
 

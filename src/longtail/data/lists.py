@@ -108,8 +108,9 @@ class ListSource:
         where = f"list files at {folder} ({', '.join(names)}; images under {self.root.resolve()}, in list order)"
         if differ:
             return f"{self.name} {where}; MD5 of {', '.join(differ)} differs from the published lists: not the official split"
-        verified = f"; MD5 of {', '.join(checked)} matches the published lists" if checked else ""
-        return f"{self.name} official {where}{verified}"
+        if not checked:
+            return f"{self.name} {where}; no list with a published MD5 to check"
+        return f"{self.name} official {where}; MD5 of {', '.join(checked)} matches the published lists"
 
     def _find(self, name: str) -> Path | None:
         for folder in (self.root, self.root / "lists"):
