@@ -7,8 +7,8 @@ import tarfile
 import threading
 import time
 import urllib.error
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torchvision

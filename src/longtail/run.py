@@ -51,7 +51,8 @@ def run(cfg: DictConfig) -> float | None:
 
     quiet_third_party()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    fresh = not {p.name for p in output_dir.iterdir()} - {".hydra", f"{HydraConfig.get().job.name}.log"}
+    records = {".hydra", f"{HydraConfig.get().job.name}.log"}  # what Hydra writes before the run starts
+    fresh = not output_dir.is_dir() or not {p.name for p in output_dir.iterdir()} - records
     try:
         refuse_test_objective(cfg.get("optimized_metric"))
         results = run_experiment(cfg, output_dir)
