@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, compose_config, run
@@ -96,8 +97,9 @@ def test_a_run_prints_one_table_its_folder_and_checkpoint_and_links_latest(comma
     assert output.count("| model |") == 1 and "Test metric" not in output, output
     assert "Tip" not in output and "deprecated" not in output and "GPU available" not in output, output
     results = json.loads((folder / "logs" / "latest" / "results.json").read_text(), parse_constant=_reject)
-    assert f"selected checkpoint ({results['selection']}): {results['checkpoint']}" in output
-    assert (folder / results["checkpoint"]).is_file()
+    checkpoint = Path(results["checkpoint"]).relative_to(folder)  # printed as the user types it, from the cwd
+    assert f"selected checkpoint ({results['selection']}): {checkpoint}" in output
+    assert "run folder: logs/runs/ce_digits/" in output and (folder / checkpoint).is_file()
 
 
 def test_misspelt_keys_and_options_name_the_nearest_existing_ones():

@@ -66,8 +66,8 @@ def run(cfg: DictConfig) -> float | None:
         write_results(output_dir / "results.json", results)
         print(format_table(results, title=f"{cfg.get('name', 'run')} — test set"))
         latest = link_latest(output_dir, cfg.paths.log_dir)
-        print(f"run folder: {output_dir}" + (f"  (newest run: {latest})" if latest else ""))
-        print(f"selected checkpoint ({results['selection']}): {results['checkpoint']}")
+        print(f"run folder: {shown(output_dir)}" + (f"  (newest run: {shown(latest)})" if latest else ""))
+        print(f"selected checkpoint ({results['selection']}): {shown(results['checkpoint'])}")
     return sweep_objective(results, cfg.get("optimized_metric"))
 
 
@@ -82,6 +82,12 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("default", category=category, module="longtail")
     warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory data needs none
     warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging")
+
+
+def shown(path: str | Path) -> str:
+    """``path`` as the user would type it: relative to the current directory when it is below it."""
+    path = Path(path).absolute()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def describe(error: Exception) -> str:
