@@ -107,6 +107,9 @@ def test_misspelt_keys_and_options_name_the_nearest_existing_ones():
     assert "Did you mean seed?" in check_overrides(["sed=1"])
     message = check_overrides(["experiment=drolt_cifar10O"])
     assert "Did you mean experiment=drolt_cifar10 or experiment=drolt_cifar100" in message
+    # a stage is typed by its config option; an unknown one is refused, not silently ignored (all stages run)
+    assert "Did you mean stage=drolt_robust?" in check_overrides(["experiment=drolt_cifar100", "stage=robust"])
+    assert check_overrides(["seed=1", "seed=2"]) is None
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -45,7 +45,7 @@ def check_overrides(args: list[str]) -> str | None:
         overrides = OverridesParser.create().parse_overrides([a for a in args if a not in ("-m", "--multirun")])
     except HydraException:
         return None
-    lines = {o.input_line: _first_value_line(o) for o in overrides}
+    lines = [_first_value_line(o) for o in overrides]
     if GlobalHydra.instance().is_initialized():
         return None
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -53,14 +53,14 @@ def check_overrides(args: list[str]) -> str | None:
             return compose("config", overrides=[line for line in chosen if line], return_hydra_config=True)
 
         try:
-            cfg = compose_with(lines.values())
+            cfg = compose_with(lines)
         except HydraException as error:
             return _composition_message(str(error), lines, compose_with)
         values = [o for o in overrides if _is_value(o, cfg)]
 
         @functools.cache
         def baseline():  # the config without the value overrides: their defaults (composed only if needed)
-            return compose_with(line for o, line in zip(overrides, lines.values()) if o not in values)
+            return compose_with(line for o, line in zip(overrides, lines) if o not in values)
 
         for override in values:
             message = _type_message(override, cfg, baseline)
@@ -88,13 +88,13 @@ def _is_value(override, cfg: DictConfig) -> bool:
     return node is not _ABSENT and not isinstance(node, DictConfig)
 
 
-def _composition_message(error: str, lines: dict, compose_with) -> str:
+def _composition_message(error: str, lines: list, compose_with) -> str:
     """A misspelt key or config option, with the nearest existing ones; Hydra's message for other errors."""
     missing = NOT_IN_STRUCT.search(error)
     if missing:
         key = missing.group(1)
         parent, _, leaf = key.rpartition(".")
-        others = [line for line in lines.values() if line and not _line_key(line) == key]
+        others = [line for line in lines if line and _line_key(line) != key]
         try:
             cfg = compose_with(others)
         except Exception:
@@ -112,7 +112,7 @@ def _composition_message(error: str, lines: dict, compose_with) -> str:
         return (f"'{key}' is not a config key. {hint}The keys of {where} are: {', '.join(keys)}. "
                 f"(`python -m longtail.run --cfg job` prints the whole config.)")
     option = MISSING_OPTION.search(error)
-    if option:
+    if option and not option.group(1).startswith("hydra"):  # Hydra's own groups list their options already
         group, name = option.groups()
         choices = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
