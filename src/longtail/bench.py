@@ -53,9 +53,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from longtail.overrides import CONF_DIR
 from longtail.stages import stage_configs
 
-CONF_DIR = Path(__file__).parent / "conf"
 SHARED_CIFAR10 = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 EXPERIMENTS = {"cifar10": "ce_cifar10", "cifar100": "ce_cifar100"}
 # the config overrides that turn the ERM/CE run into each method's training step

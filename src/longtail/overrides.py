@@ -94,7 +94,7 @@ def _composition_message(error: str, lines: list, compose_with) -> str:
     if missing:
         key = missing.group(1)
         parent, _, leaf = key.rpartition(".")
-        others = [line for line in lines if line and _line_key(line) != key]
+        others = [line for line in lines if line and override_key(line) != key]
         try:
             cfg = compose_with(others)
         except Exception:
@@ -134,7 +134,8 @@ def _leaf_paths(node: DictConfig, prefix: str = ""):
             yield path
 
 
-def _line_key(line: str) -> str:
+def override_key(line: str) -> str:
+    """The key an override line sets: ``+a.b=1`` → ``a.b``."""
     return line.split("=", 1)[0].lstrip("+~")
 
 

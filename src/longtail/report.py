@@ -20,32 +20,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from longtail.overrides import override_key
+from longtail.runs import find_runs
 from longtail.table import COLUMNS
 
 IGNORED_PREFIXES = ("hydra.", "paths.")
 IGNORED_KEYS = ("seed", "datamodule.root", "init_from", "trainer.enable_progress_bar")
 OPTIMISTIC_KEY = "test_diag/acc_max"
 LABELS = {**{key: label for label, key in COLUMNS}, OPTIMISTIC_KEY: "max test top-1 over epochs (optimistic)"}
-
-
-def find_runs(paths) -> list[Path]:
-    """Every run folder under ``paths`` (see the module docstring), sorted and de-duplicated."""
-    found = set()
-    for path in map(Path, paths):
-        files = [path] if path.is_file() else [path / "results.json", *path.rglob("*/results.json")]
-        for file in files:
-            folder = file.parent
-            if not file.is_file():
-                continue
-            if (folder / ".hydra").is_dir():
-                found.add(folder.resolve())
-            elif not (folder.parent / "results.json").is_file() and not (folder.parent / ".hydra").is_dir():
-                found.add(folder.resolve())
-    return sorted(found)
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def experiment_of(run: Path, group_by: str = "overrides") -> str:
@@ -62,7 +44,7 @@ def experiment_of(run: Path, group_by: str = "overrides") -> str:
     kept = sorted(
         o
         for o in overrides or []
-        if _override_key(o) not in IGNORED_KEYS and not _override_key(o).startswith(IGNORED_PREFIXES)
+        if override_key(o) not in IGNORED_KEYS and not override_key(o).startswith(IGNORED_PREFIXES)
     )
     return " ".join([name, *kept])
 

@@ -84,14 +84,13 @@ def latest_run(log_dir: str | Path | None = None) -> Path:
     pointed = _pointed_run(root)
     if pointed is not None:
         return pointed
-    runs = [results.parent for sub in RUN_FOLDERS for results in (root / sub).rglob("results.json")]
-    runs = [run for run in runs if not _is_stage_folder(run)]
+    runs = find_runs(root / sub for sub in RUN_FOLDERS)
     if not runs:
         raise FileNotFoundError(
             f"no run found under {root.absolute()}: run `python -m longtail.run` first, "
             "or set LONGTAIL_CHECKPOINT=<ckpt>"
         )
-    return max(runs, key=lambda run: (run / "results.json").stat().st_mtime).absolute()
+    return max(runs, key=lambda run: (run / "results.json").stat().st_mtime)
 
 
 def _pointed_run(root: Path) -> Path | None:
@@ -107,9 +106,21 @@ def _pointed_run(root: Path) -> Path | None:
     return None
 
 
-def _is_stage_folder(folder: Path) -> bool:
-    """A stage's folder sits in a run folder (which holds the top-level results.json or Hydra's ``.hydra``)."""
-    return (folder.parent / "results.json").is_file() or (folder.parent / ".hydra").is_dir()
+def find_runs(paths) -> list[Path]:
+    """Every run folder under ``paths`` (a run folder, a ``results.json``, or any folder above runs), sorted and
+    de-duplicated: a folder with a ``results.json`` that is Hydra's run folder (``.hydra``) or not a stage folder
+    inside one."""
+    found = set()
+    for path in map(Path, paths):
+        files = [path] if path.is_file() else [path / "results.json", *path.rglob("*/results.json")]
+        for file in files:
+            folder = file.parent
+            if not file.is_file():
+                continue
+            if (folder / ".hydra").is_dir() or not (
+                    (folder.parent / "results.json").is_file() or (folder.parent / ".hydra").is_dir()):
+                found.add(folder.resolve())
+    return sorted(found)
 
 
 def selected_checkpoint(run_dir: str | Path) -> Path:
