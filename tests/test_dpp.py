@@ -14,7 +14,6 @@ from longtail.data.dpp import (
     ipdpp_kernel,
     ipdpp_kernel_parts,
     reference_uniform_subsets,
-    sample_kdpp_exact,
     sample_kdpp_paper_alg1,
     select_subset,
     subset_class_counts,
@@ -191,7 +190,7 @@ def test_all_confident_class_degenerates_to_uniform():
     kdpp = KDPP(d, u, 3)
     probs = [np.exp(kdpp.log_probability(y)) for y in itertools.combinations(range(6), 3)]
     np.testing.assert_allclose(probs, 1 / 20, rtol=1e-9)
-    assert len(np.unique(sample_kdpp_exact(d, u, 3, np.random.default_rng(0)))) == 3
+    assert len(np.unique(KDPP(d, u, 3).sample(np.random.default_rng(0)))) == 3
 
 
 @pytest.mark.parametrize("d, u, k", [([1.0, 1.0], [0.0, 0.0], 3), ([1.0, 1.0], [0.0, 0.0], -1),

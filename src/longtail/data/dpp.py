@@ -30,9 +30,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from longtail.data.imbalance import lt_counts
+
 KERNEL_SCALES = ("n", "n_squared")
 SAMPLERS = ("exact_kdpp", "paper_alg1", "reference_uniform")
-CIFAR10_LT_IF100 = (5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50)
+CIFAR10_LT_IF100 = tuple(lt_counts(5000, 10, 100))
 REFERENCE_SEED = 42
 REFERENCE_CHAIN_STEPS = 10
 
@@ -63,8 +65,7 @@ def ipdpp_kernel_parts(p, scale: str = "n") -> tuple[np.ndarray, np.ndarray]:
 
 def ipdpp_kernel(p, scale: str = "n") -> np.ndarray:
     """The dense N×N IP-DPP kernel S (tests, :func:`sample_kdpp_paper_alg1` and small N only)."""
-    d, u = ipdpp_kernel_parts(p, scale)
-    return np.diag(d) + np.outer(u, u)
+    return _dense_kernel(ipdpp_kernel_parts(p, scale))
 
 
 def _log_or_minus_inf(x: float) -> float:
@@ -162,11 +163,6 @@ class KDPP:
             else:
                 log_prob += _log_or_minus_inf(1.0 - p_in)
         return log_prob
-
-
-def sample_kdpp_exact(d, u, k: int, rng) -> np.ndarray:
-    """One exact k-DPP draw with L = diag(d) + u uᵀ (see :class:`KDPP`): k distinct sorted item indices."""
-    return KDPP(d, u, k).sample(rng)
 
 
 def _dense_kernel(kernel) -> np.ndarray:
