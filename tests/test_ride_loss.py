@@ -303,3 +303,18 @@ def test_balanced_softmax_per_expert(deferred):
     plain.deferred = deferred
     bs = BalancedSoftmaxLoss(COUNTS, weight=class_balanced_weights(COUNTS, 0.9999) if deferred else None)
     torch.testing.assert_close(plain(logits, target), sum(bs(zk, target) for zk in logits))
+
+
+def test_static_base_loss_weight_kept_before_drw():
+    """A weight configured on the base loss applies until the DRW switch, which replaces it (issue 17, item 10)."""
+    logits, target = _random_logits(seed=14)
+    static = torch.linspace(0.5, 2.0, len(COUNTS))
+    loss_fn = RIDELoss(COUNTS, base_loss=partial(CrossEntropy, weight=static), diversity_factor=0.0)
+    loss_fn.deferred = False
+    torch.testing.assert_close(loss_fn.base_loss.weight, static)
+    weighted = sum(F.cross_entropy(z, target, weight=static.to(z.dtype)) for z in logits)
+    torch.testing.assert_close(loss_fn(logits, target), weighted)
+    loss_fn.deferred = True
+    torch.testing.assert_close(loss_fn.base_loss.weight, class_balanced_weights(COUNTS, 0.9999))
+    loss_fn.deferred = False
+    torch.testing.assert_close(loss_fn.base_loss.weight, static)

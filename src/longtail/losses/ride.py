@@ -63,10 +63,12 @@ class RIDELoss(nn.Module):
         collaborative_when_zero: reference quirk R1 for ``diversity_factor == 0``.
 
     The training method sets ``deferred`` (DRW and temperatures on) every epoch; switching swaps
-    precomputed buffers only.
+    precomputed buffers only. Before the switch the base loss keeps the weight it was built with (a static
+    weight configured on it, or none); from the switch on, the class-balanced weights replace it.
     """
 
     cb_weights: torch.Tensor | None
+    static_weight: torch.Tensor | None
     class_temperatures: torch.Tensor | None
 
     def __init__(
@@ -84,6 +86,7 @@ class RIDELoss(nn.Module):
         if base_loss is None:
             base_loss = CrossEntropy if class_counts is None else functools.partial(LDAMLoss, max_m=0.5, scale=30.0)
         self.base_loss = base_loss(class_counts=class_counts)
+        self.register_buffer("static_weight", getattr(self.base_loss, "weight", None), persistent=False)
         self.base_loss_factor = float(base_loss_factor)
         self.diversity_factor = float(diversity_factor)
         self.temperature = float(temperature)
@@ -106,7 +109,8 @@ class RIDELoss(nn.Module):
     @deferred.setter
     def deferred(self, value: bool) -> None:
         self._deferred = bool(value)
-        self.base_loss.weight = self.cb_weights if self._deferred else None
+        deferred_weight = self._deferred and self.cb_weights is not None
+        self.base_loss.weight = self.cb_weights if deferred_weight else self.static_weight
 
     def diversity_temperature(self) -> tuple[torch.Tensor | float, float]:
         """The current ``(T, Tbar)``: per-class (C,) tensor and its mean when deferred, else ``T_base`` twice."""
