@@ -39,12 +39,14 @@ def test_a_data_set_with_another_class_count_than_the_config(tmp_path):
         run(["datamodule=image_folder", f"datamodule.root={tmp_path / 'data'}", "datamodule.num_classes=5"], tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_model(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     with pytest.raises(ValueError, match="different model"):
         run(["stage=crt", f"init_from={first['checkpoint']}", "model=resnet20", "stage.trainer.max_epochs=1"], tmp_path)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_another_class_count(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     make_image_folder(tmp_path / "data", ["a", "b", "c", "d"], per_class_train=4, per_class_test=2, size=8)
@@ -60,3 +62,13 @@ def test_a_file_that_is_not_a_longtail_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, bogus)
     with pytest.raises(ValueError, match="not a longtail checkpoint"):
         run(["stage=crt", f"init_from={bogus}"], tmp_path / "run")
+
+
+def test_a_file_that_is_no_checkpoint_at_all_is_named(tmp_path):
+    """Issue 17: `init_from=<a text file>` said only "invalid literal for int() with base 10: 'arbage'"."""
+    notes = tmp_path / "notes.ckpt"
+    notes.write_text("garbage\n")
+    with pytest.raises(ValueError) as err:
+        run([f"init_from={notes}", "trainer.max_epochs=1"], tmp_path / "run")
+    assert str(err.value).startswith(f"'{notes}' is not a checkpoint"), str(err.value)
+    assert not list((tmp_path / "run").rglob("*.ckpt"))

@@ -46,6 +46,7 @@ def test_a_smoke_run_says_it_tested_a_subset_and_its_results_parse_strictly(tmp_
         json.loads('{"x": NaN}', parse_constant=_reject)
 
 
+@pytest.mark.slow
 def test_a_full_test_set_has_no_subset_note(digits_ce_run):
     _, results = digits_ce_run
     assert results["subset"] is None and results["test_images"] == results["test_images_total"] == 300
@@ -57,6 +58,12 @@ BAD_INPUT = {  # issue 12's done-when: each stops before training with one messa
                      ["CIFAR-100 data not found", "nowhere", "datamodule.root=PATH"]),
     "wrong type": (["trainer.max_epochs=abc"], ["trainer.max_epochs takes an integer", "'abc'"]),
     "misspelt key": (["trainer.max_epoch=3"], ["Did you mean trainer.max_epochs?"]),
+    # issue 17: a file that is not a checkpoint is named as such; a stage key naming no stage is refused
+    "not a checkpoint": (["init_from={tmp}/notes.ckpt"], ["notes.ckpt' is not a checkpoint"]),
+    "stage option as a stage": (["experiment=drolt_cifar10", "stages.drolt_robust.trainer.max_epochs=1"],
+                                ["train, robust, classifier", "use stages.robust.trainer.max_epochs=1."]),
+    "added stage key": (["experiment=drolt_cifar10", "+stages.drolt_robust.trainer.max_epochs=1"],
+                        ["train, robust, classifier", "use stages.robust.trainer.max_epochs=1."]),
 }
 
 
@@ -70,6 +77,7 @@ def commands(tmp_path_factory):
     started = {}
     for name, args in arguments.items():
         folder = tmp_path_factory.mktemp(name.replace(" ", "_"))
+        (folder / "notes.ckpt").write_text("garbage\n")  # a file that is not a checkpoint
         args = [a.format(tmp=folder) for a in args] + [f"paths.log_dir={folder}/logs"]
         started[name] = (folder, subprocess.Popen([sys.executable, "-m", "longtail.run", *args], cwd=folder, env=env,
                                                   text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
@@ -78,6 +86,7 @@ def commands(tmp_path_factory):
         process.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BAD_INPUT))
 def test_bad_input_stops_before_training_with_one_message_and_no_run_folder(commands, name):
     folder, process = commands[name]
@@ -90,6 +99,7 @@ def test_bad_input_stops_before_training_with_one_message_and_no_run_folder(comm
     assert not (folder / "logs").exists() or not any((folder / "logs").rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_run_prints_one_table_its_folder_and_checkpoint_and_links_latest(commands):
     folder, process = commands["good"]
     output, _ = process.communicate(timeout=600)
@@ -158,7 +168,8 @@ def test_every_command_in_the_readme_composes():
     """README truth: each command's keys, options and value types exist as written (stage=drolt_robust …)."""
     commands = _readme_commands()
     assert ["experiment=drolt_cifar100", "stage=drolt_robust", "init_from=PLACEHOLDER"] in commands
-    meant_wrong = {("trainer.max_epoch=3",), ("trainer.max_epochs=abc",)}
+    meant_wrong = {("trainer.max_epoch=3",), ("trainer.max_epochs=abc",),
+                   ("experiment=drolt_cifar10", "stages.drolt_robust.trainer.max_epochs=1")}
     for args in commands:
         message = check_overrides(args)
         assert (message is not None) == (tuple(args) in meant_wrong), (args, message)
@@ -186,6 +197,7 @@ def test_checkpoints_store_data_roots_and_paths_absolute(tmp_path, monkeypatch):
     assert config["init_from"] is None
 
 
+@pytest.mark.slow
 def test_help_lists_the_experiments(commands):
     output, _ = commands["help"][1].communicate(timeout=300)
     assert "experiment: balanced_softmax_cifar10" in output and "drolt_cifar100" in output

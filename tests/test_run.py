@@ -19,6 +19,7 @@ def backbone_state(path) -> dict:
     return {k: v for k, v in state.items() if k.startswith("network.backbone.")}
 
 
+@pytest.mark.slow
 def test_default_run_writes_results_plots_and_a_loadable_checkpoint(digits_ce_run):
     out, results = digits_ce_run
     plots = {p.name for p in (out / "train" / "plots").glob("*.png")}
@@ -45,6 +46,7 @@ def test_drw_switches_on_at_the_configured_zero_indexed_epoch(tmp_path):
     assert json.loads(record.read_text()) == [False, False, True]
 
 
+@pytest.mark.slow
 def test_crt_stage_keeps_the_backbone_bit_identical_and_retrains_a_new_classifier(tmp_path):
     results = run(["trainer.max_epochs=2", "+stage@stages.crt=crt", "stages.crt.trainer.max_epochs=2"], tmp_path)
     stage1 = read_results(tmp_path / "train" / "results.json")["checkpoint"]
@@ -59,6 +61,7 @@ def test_crt_stage_keeps_the_backbone_bit_identical_and_retrains_a_new_classifie
     assert results["stage"] == "crt"
 
 
+@pytest.mark.slow
 def test_lws_learns_only_the_scales_and_tau_norm_picks_tau_on_val(tmp_path):
     run(["trainer.max_epochs=2", "+stage@stages.lws=lws", "stages.lws.trainer.max_epochs=1",
          "+stage@stages.tau_norm=tau_norm", "+stages.tau_norm.init_stage=train"], tmp_path)
@@ -71,6 +74,7 @@ def test_lws_learns_only_the_scales_and_tau_norm_picks_tau_on_val(tmp_path):
     assert not any(p.requires_grad for p in tau_model.parameters())
 
 
+@pytest.mark.slow
 def test_one_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     with pytest.raises(ValueError, match="init_from"):
@@ -82,6 +86,7 @@ def test_one_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
                        backbone_state(results["checkpoint"])["network.backbone.stem.0.weight"])
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_last_ckpt_with_the_same_result(tmp_path):
     common = ["trainer.max_epochs=4", "scheduler.warmup_epochs=1"]
     reference = run(common, tmp_path / "reference")
@@ -96,6 +101,7 @@ def test_a_killed_run_resumes_from_last_ckpt_with_the_same_result(tmp_path):
         assert torch.allclose(final_ref[key].float(), final_res[key].float(), atol=1e-6), key
 
 
+@pytest.mark.slow
 def test_wandb_logger_runs_offline_and_writes_its_files(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -4,17 +4,25 @@ Every checkpoint carries, under ``checkpoint["longtail"]``, the resolved run
 config, the train class counts and the class names, so a notebook can rebuild
 the model without the training data, and a stage can refuse a checkpoint from
 another model or class count with a message in words rather than a shape error.
+
+Checkpoints cannot be torn: every one the Trainer writes goes through :class:`AtomicCheckpointIO` (installed by
+:func:`longtail.stages.build_trainer`), which writes a temporary file in the checkpoint's own folder and moves it
+into place with ``os.replace``, so a run killed while saving leaves the previous file whole.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 CHECKPOINT_KEY = "longtail"
+TEMPORARY_SUFFIX = ".partial"  # ".<name>.<pid>-<id>.partial" in the checkpoint's folder while it is written
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -22,10 +30,113 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist: pass the path of a .ckpt written by longtail.run")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if CHECKPOINT_KEY not in checkpoint:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(
+            f"'{path}' is not a checkpoint: torch.load cannot read it ({_first_line(err)}); it is another kind of "
+            "file or one whose writing was cut off. Pass a .ckpt written by longtail.run"
+        ) from err
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise ValueError(f"'{path}' is not a longtail checkpoint (it has no '{CHECKPOINT_KEY}' metadata)")
     return checkpoint
+
+
+def unreadable(path: str | Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be loaded (a torn or foreign file), or ``None`` when it can."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        return _first_line(err)
+    return None if isinstance(checkpoint, dict) else "it holds no checkpoint dictionary"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().split("\n")[0].split(". ")[0]  # torch's zip errors go on for several sentences
+    return text or type(err).__name__
+
+
+def atomic_save(checkpoint: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in ``path``'s folder, flushed to disk, then ``os.replace`` d onto ``path``:
+    whatever interrupts the save, ``path`` holds either its previous content or the new one, never part of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}"
+    try:
+        with open(temporary, "xb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with :func:`atomic_save` for local paths (remote ones are Lightning's)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        from fsspec.implementations.local import LocalFileSystem
+        from lightning.fabric.utilities.cloud_io import get_filesystem
+
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            super().save_checkpoint(checkpoint, path, storage_options)
+        else:
+            atomic_save(checkpoint, path)
+
+
+def resume_point(last: Path, stage: str, log) -> Path | None:
+    """The checkpoint a stage resumes from: ``last`` if it exists and loads.
+
+    If it is torn (a run killed while writing it with an older version, a full disk), it is moved aside as
+    ``last.ckpt.torn`` and the stage resumes from the newest readable checkpoint in its folder, or starts again
+    when none loads; a warning says which. Torn checkpoints met on the way are moved aside too, out of the way of
+    the ones the stage writes under the same names. A missing ``last`` beside a ``last.ckpt.torn`` is looked for
+    the same way, so the ranks of a DDP run (started after rank 0 moved the torn file) resume from the same
+    checkpoint. Temporary files of interrupted saves are removed."""
+    last = Path(last)
+    for partial in last.parent.glob(f".*{TEMPORARY_SUFFIX}"):
+        partial.unlink(missing_ok=True)
+    torn = {}
+    if last.is_file():
+        problem = unreadable(last)
+        if problem is None:
+            return last
+        torn[last] = problem
+    elif not last.with_name(f"{last.name}.torn").is_file():
+        return None
+    others = sorted((p for p in last.parent.glob("*.ckpt") if p.name != last.name and p.is_file()),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    found = None
+    for candidate in others:
+        problem = unreadable(candidate)
+        if problem is None:
+            found = candidate
+            break
+        torn[candidate] = problem
+    for path in torn:
+        os.replace(path, path.with_name(f"{path.name}.torn"))
+    if torn:
+        unread = " and ".join(f"{path.name} ({problem})" for path, problem in torn.items())
+        unread += " is not readable" if len(torn) == 1 else " are not readable"
+        if found is None:
+            log.warning("stage '%s': %s (moved aside as *.torn), and no other checkpoint in %s is: the stage "
+                        "starts again from its first epoch", stage, unread, last.parent)
+        else:
+            log.warning("stage '%s': %s (moved aside as *.torn); resuming from the newest readable checkpoint "
+                        "in %s, %s, instead", stage, unread, last.parent, found.name)
+    return found
 
 
 def load_prefix(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str) -> None:

@@ -52,6 +52,9 @@ def check_overrides(args: list[str]) -> str | None:
         def compose_with(chosen):
             return compose("config", overrides=[line for line in chosen if line], return_hydra_config=True)
 
+        message = _stage_key_message(overrides, lines, compose_with)
+        if message:
+            return message
         try:
             cfg = compose_with(lines)
         except HydraException as error:
@@ -67,6 +70,68 @@ def check_overrides(args: list[str]) -> str | None:
             if message:
                 return message
     return None
+
+
+def _stage_of(override) -> str | None:
+    """The stage a ``stages.<name>…`` value override (added, forced or deleted too) addresses, else ``None``."""
+    key = override.key_or_group
+    if override.is_hydra_override() or override.package is not None or not key.startswith("stages."):
+        return None
+    return key.split(".")[1]
+
+
+def _stage_key_message(overrides, lines: list, compose_with) -> str | None:
+    """A ``stages.<name>…`` override whose stage is not one of the experiment's: Hydra would suggest adding it
+    with ``+``, which runs an extra training stage of the global method. A stage is only ever added from a stage
+    config, ``+stage@stages.<name>=<option>``, which is composed here before the experiment's stages are read."""
+    from hydra.errors import HydraException
+
+    addressed = [(o, _stage_of(o)) for o in overrides]
+    if not any(name is not None for _, name in addressed):
+        return None
+    try:
+        cfg = compose_with(line for (o, name), line in zip(addressed, lines) if name is None)
+    except HydraException:
+        return None  # reported by the composition of all the overrides
+    stages = cfg.get("stages") or {}
+    for override, name in addressed:
+        if name is not None and name not in stages:
+            return _unknown_stage_message(override, name, cfg)
+    return None
+
+
+def _unknown_stage_message(override, name: str, cfg: DictConfig) -> str:
+    """Which stages the experiment has, the one ``name`` most likely means (a stage config option such as
+    ``drolt_robust`` names the stage that uses it, ``robust``), and the override spelt for it."""
+    stages = [str(n) for n, v in cfg.stages.items() if v is not None]
+    choices = cfg.hydra.runtime.choices
+    meant = next((key.split("@stages.", 1)[1] for key, option in choices.items()
+                  if key.startswith("stage@stages.") and option == name), None)
+    why = f"'{name}' is the stage config of its stage '{meant}'" if meant else ""
+    line = override.input_line
+    lead = line[:len(line) - len(line.lstrip("+~"))]
+    rest = override.key_or_group.split(".", 2)[2:]
+    single = cfg.get("stage") is not None and name in (choices.get("stage"), cfg.stage.get("name"))
+    if meant is None and single and cfg.stage.get("name") not in stages:  # stage=<option>: its keys are stage.…
+        meant, key = cfg.stage.name, ".".join(["stage", *rest])
+        why = f"With stage={choices.get('stage')}, the one stage that runs is set under stage"
+    else:
+        if meant is None and (CONF_DIR / "stage" / f"{name}.yaml").is_file():
+            named = OmegaConf.load(CONF_DIR / "stage" / f"{name}.yaml").get("name")
+            if named in stages:
+                meant, why = named, f"'{name}' is the stage config of its stage '{named}'"
+        if meant is None:
+            close = difflib.get_close_matches(name, stages, n=1, cutoff=0.6)
+            meant = close[0] if close else None
+        key = ".".join(["stages", str(meant), *rest])
+    options = sorted(p.stem for p in (CONF_DIR / "stage").glob("*.yaml"))
+    message = f"'{line}': this experiment has no stage '{name}' (its stages: {', '.join(stages)})."
+    if meant is not None:
+        exists = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is not _ABSENT
+        spelt = f"{'' if exists and lead.startswith('+') else lead}{key}" + (f"={line.split('=', 1)[1]}" if "=" in line else "")
+        message += f" {why}: use {spelt}." if why else f" Did you mean {spelt}?"
+    added = f"+stage@stages.{name}={name}" if name in options and meant is None else "+stage@stages.<name>=<option>"
+    return f"{message} A stage is added only from a stage config: {added} (options: {', '.join(options)})."
 
 
 def _first_value_line(override) -> str | None:

@@ -139,15 +139,34 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, validates: bool):
     extra = {} if validates else {"limit_val_batches": 0}
     callbacks.append(HandBackTestResults(stage_dir / ".test_results.json"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir),
-                          **extra)
+                          plugins=checkpoint_plugins(cfg.trainer), **extra)
     return trainer, checkpointing, loggers
 
 
+def checkpoint_plugins(trainer_cfg: DictConfig) -> list:
+    """The Trainer's plugins with :class:`~longtail.checkpoint.AtomicCheckpointIO` as its checkpoint I/O, so every
+    checkpoint it writes (the callback's, ``trainer.save_checkpoint``) is replaced atomically, never torn."""
+    from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
+
+    from longtail.checkpoint import AtomicCheckpointIO
+
+    configured = trainer_cfg.get("plugins")
+    configured = [] if configured is None else instantiate(configured)
+    plugins = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
+
+
 def fit_and_select(trainer, model, datamodule, checkpointing, last: Path, stage_name: str) -> str:
-    """Train (resuming from ``last`` if it exists) and return the selected checkpoint (docs §5: best val metric
-    where there is a validation split, else the last epoch); a method without training is saved as is."""
+    """Train (resuming from ``last``, or from the newest readable checkpoint when ``last`` is torn) and return the
+    selected checkpoint (docs §5: best val metric where there is a validation split, else the last epoch); a method
+    without training is saved as is."""
+    from longtail.checkpoint import resume_point
+
     if model.requires_training:
-        resume = str(last) if last.is_file() else None
+        resume = resume_point(last, stage_name, log)  # a torn last.ckpt: the newest readable one, said so
+        resume = str(resume) if resume else None
         if resume:
             log.info("resuming stage '%s' from %s", stage_name, resume)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
