@@ -92,3 +92,54 @@ class RecordAttribute(Callback):
     def on_train_end(self, trainer, pl_module):
         value = getattr(pl_module, self.name)
         self.path.write_text(json.dumps(value.tolist() if hasattr(value, "tolist") else value))
+
+
+def direct_evaluation(checkpoint: str | Path, test_batches: int | None = None, train_batches: int | None = None,
+                      feature_layer: str | None = None) -> dict:
+    """Test-set accuracies of a checkpoint recomputed outside Lightning, to check a run's reported numbers.
+
+    ``acc``: argmax of the network's logits on the eval-transformed test images (a multi-expert network: of the
+    mean of its experts' logits). ``ncm_acc`` (single-head networks): nearest class mean by cosine similarity,
+    with centroids averaged over the eval-mode features of the eval-transformed training split (DRO-LT's rule,
+    drolt.md §2): the penultimate features, or the spatially pooled output of ``feature_layer``. ``test_batches``
+    / ``train_batches``: only the first batches (as a run with ``trainer.limit_test_batches`` /
+    ``limit_train_batches``).
+    """
+    from itertools import islice
+
+    import torch
+    from torch.nn import functional as F
+
+    import longtail
+
+    model, datamodule = longtail.load(checkpoint), longtail.load_datamodule(checkpoint, stage="fit")
+    datamodule.setup("test")
+    network, transform = model.network, datamodule.batch_transforms()[1]
+    experts = hasattr(network, "forward_experts")
+    captured = []
+    if feature_layer is not None:
+        model.get_submodule(feature_layer).register_forward_hook(lambda m, i, out: captured.append(out.mean((2, 3))))
+
+    def features_and_logits(loader):
+        out = []
+        with torch.no_grad():
+            for images, labels in loader:
+                images = transform(images)
+                if experts:
+                    out.append((None, network.forward_experts(images)[0].mean(0), labels))
+                    continue
+                features = network.features(images)
+                out.append((captured.pop() if captured else features, network.head(features), labels))
+        features = None if experts else torch.cat([f for f, _, _ in out])
+        return features, torch.cat([z for _, z, _ in out]), torch.cat([y for _, _, y in out])
+
+    features, logits, labels = features_and_logits(islice(datamodule.test_dataloader(), test_batches))
+    result = {"acc": (logits.argmax(1) == labels).float().mean().item(), "test_images": len(labels)}
+    if not experts:
+        train = islice(datamodule.train_eval_dataloader(), train_batches)
+        train_features, _, train_labels = features_and_logits(train)
+        classes = range(len(datamodule.class_counts))
+        centroids = torch.stack([train_features[train_labels == c].mean(0) for c in classes])
+        ncm = F.normalize(features, dim=1) @ F.normalize(centroids, dim=1).T
+        result["ncm_acc"] = (ncm.argmax(1) == labels).float().mean().item()
+    return result

@@ -460,3 +460,25 @@ def test_policies_run_on_cuda_with_the_cuda_generator():
     a = aug(x)
     torch.manual_seed(24)
     assert a.device == x.device and torch.isfinite(a).all() and torch.equal(a, aug(x))
+
+
+@pytest.mark.parametrize(
+    "experiment, pad",
+    [("diffnet_imagenet_lt_resnet10", 4), ("diffnet_places_lt_resnet152", 4), ("ce_imagenet_lt_resnet50", 0)],
+)
+def test_file_training_crop_pads_by_reflection_where_the_recipe_says(experiment, pad):
+    """Difficulty-Net's ImageNet-LT / Places-LT pipeline reflect-pads 4 before RandomResizedCrop (diffnet.md §5):
+    under one seed the data module's training transform equals that pipeline written out; other recipes don't pad."""
+    from conftest import compose_config
+    from hydra.utils import instantiate
+    from PIL import Image
+
+    datamodule = instantiate(compose_config([f"experiment={experiment}", "datamodule.color_jitter=null"]).datamodule)
+    image = Image.fromarray(images(1, h=40, w=56)[0].permute(1, 2, 0).numpy())
+    tensor = v2.PILToTensor()(image)
+    padded = torch.nn.functional.pad(tensor[None].float(), (pad,) * 4, mode="reflect")[0].to(torch.uint8)
+    expected_pipeline = v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip()])
+    torch.manual_seed(3)
+    produced = datamodule._file_transform(train=True)(image)
+    torch.manual_seed(3)
+    torch.testing.assert_close(produced, expected_pipeline(padded))

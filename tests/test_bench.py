@@ -8,6 +8,7 @@ from conftest import real_cifar10
 CIFAR10 = real_cifar10()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CIFAR10 is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_bench_writes_every_figure(tmp_path, capsys):
     from longtail.bench import main

@@ -39,12 +39,14 @@ def _weights(tmp_path, overrides) -> tuple[list, dict]:
     return json.loads(record.read_text()), results
 
 
+@pytest.mark.slow
 def test_a_static_loss_weight_is_used_in_every_epoch(tmp_path):
     weight = [float(c) for c in range(1, 11)]
     weights, _ = _weights(tmp_path, ["trainer.max_epochs=2", f"+loss.weight={weight}"])
     assert weights == [weight, weight]
 
 
+@pytest.mark.slow
 def test_drw_switches_from_the_static_weights_to_class_balanced_ones(tmp_path):
     weight = [1.0] * 9 + [5.0]
     weights, results = _weights(tmp_path, ["trainer.max_epochs=2", f"+loss.weight={weight}", "method.drw_start=1"])
@@ -53,6 +55,7 @@ def test_drw_switches_from_the_static_weights_to_class_balanced_ones(tmp_path):
     assert torch.allclose(torch.tensor(weights[1]), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["cb_ce_cifar10", "cb_focal_cifar10"])
 def test_class_balanced_experiments_weight_every_epoch(tmp_path, experiment):
     weights, results = _weights(tmp_path, [f"experiment={experiment}", "datamodule=digits_lt", "model=resnet8",
@@ -61,6 +64,7 @@ def test_class_balanced_experiments_weight_every_epoch(tmp_path, experiment):
     assert len(weights) == 2 and all(torch.allclose(torch.tensor(w), expected) for w in weights)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(real_cifar10() is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_cb_focal_cifar10_smoke_on_the_real_data_trains_with_its_weights(tmp_path):
     weights, results = _weights(tmp_path, ["experiment=cb_focal_cifar10", f"datamodule.root={real_cifar10()}",

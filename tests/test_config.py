@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import CONF_DIR, REPO, compose_config
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
@@ -33,7 +34,8 @@ def test_experiment_composes_and_never_selects_on_test(experiment):
         assert all(m is None or m.startswith("val/") for m in monitors), (name, monitors)
         if stage.model.get("backbone_kwargs", {}).get("pretrained"):
             stage.model.backbone_kwargs.pretrained = False  # tests never download weights
-        network = instantiate(stage.method.network)
+        with torch.device("meta"):  # shapes only: no memory, no weight initialisation
+            network = instantiate(stage.method.network)
         assert network.num_classes == stage.datamodule.num_classes
 
 
@@ -48,13 +50,19 @@ def test_cifar_recipe_is_the_published_schedule(experiment):
         assert stage.method._target_.startswith("longtail.methods.decouple.")
 
 
-def test_smoke_shrinks_every_stage_but_keeps_data_and_method():
-    full = dict(stage_configs(compose_config(["experiment=crt_cifar10"])))
-    smoke = dict(stage_configs(compose_config(["experiment=crt_cifar10", "debug=smoke"])))
+@pytest.mark.parametrize("experiment", ["crt_cifar10", "ipdpp_cifar10"])
+def test_smoke_shrinks_every_stage_but_keeps_data_and_method(experiment):
+    """Fewer epochs, steps and smaller batches in every stage (BNS's 1024 too); the same data and method."""
+    full = dict(stage_configs(compose_config([f"experiment={experiment}"])))
+    smoke = dict(stage_configs(compose_config([f"experiment={experiment}", "debug=smoke"])))
+    batches = ("batch_size", "eval_batch_size")
     for name in full:
         assert smoke[name].trainer.max_epochs <= 2 < full[name].trainer.max_epochs
+        assert smoke[name].trainer.limit_train_batches <= 4
         assert smoke[name].method == full[name].method
-        assert smoke[name].datamodule == full[name].datamodule
+        assert smoke[name].datamodule.batch_size == smoke[name].datamodule.eval_batch_size == 32
+        assert {k: v for k, v in smoke[name].datamodule.items() if k not in batches} == {
+            k: v for k, v in full[name].datamodule.items() if k not in batches}
 
 
 def test_fidelity_reference_turns_on_the_quirk_flags():
@@ -70,6 +78,7 @@ def test_an_unknown_config_key_is_an_error_naming_it():
         compose_config(["experiment=no_such_experiment"])
 
 
+@pytest.mark.slow
 def test_the_config_tree_ships_in_the_wheel_and_runs_from_any_directory(tmp_path):
     wheel_dir, target, cwd = tmp_path / "wheel", tmp_path / "site", tmp_path / "elsewhere"
     cwd.mkdir()

@@ -525,6 +525,7 @@ def _real_cifar10() -> Path | None:
 REAL_CIFAR10 = _real_cifar10()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     REAL_CIFAR10 is None,
     reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 to cifar10-jpeg.tar.gz, an image-folder tree or the "

@@ -17,6 +17,7 @@ SMALL_FILES = ["datamodule.num_workers=0", "datamodule.persistent_workers=false"
                "datamodule.image_size=32", "datamodule.resize=36", "datamodule.batch_size=8"]
 
 
+@pytest.mark.slow
 @needs_cifar10
 def test_ce_cifar10_smoke_on_the_real_data(tmp_path):
     results = run(["experiment=ce_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke"], tmp_path)
@@ -26,6 +27,7 @@ def test_ce_cifar10_smoke_on_the_real_data(tmp_path):
     assert 0.0 <= results["test/acc"] <= 1.0
 
 
+@pytest.mark.slow
 @needs_cifar10
 def test_crt_cifar10_smoke_runs_both_stages(tmp_path):
     results = run(["experiment=crt_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke"], tmp_path)
@@ -33,6 +35,7 @@ def test_crt_cifar10_smoke_runs_both_stages(tmp_path):
     assert (tmp_path / "train" / "results.json").is_file() and (tmp_path / "crt" / "results.json").is_file()
 
 
+@pytest.mark.slow
 @needs_cifar10
 def test_heldout_validation_on_cifar10_is_balanced_disjoint_and_changes_the_protocol():
     cfg = compose_config(["experiment=ce_cifar10", f"datamodule.root={CIFAR10}", "datamodule.val=heldout"])
@@ -45,12 +48,14 @@ def test_heldout_validation_on_cifar10_is_balanced_disjoint_and_changes_the_prot
     assert datamodule.test_split.class_counts(10) == [1000] * 10
 
 
+@pytest.mark.slow
 def test_ce_cifar100_smoke_on_files_in_the_real_pickle_layout(tmp_path, fake_cifar100):
     results = run(["experiment=ce_cifar100", f"datamodule.root={fake_cifar100}", "debug=smoke"], tmp_path / "run")
     assert sum(results["train_class_counts"]) == 10847
     assert len(results["test/acc_per_class"]) == 100
 
 
+@pytest.mark.slow
 def test_imagenet_lt_list_files_run_with_val_list_selection(tmp_path):
     make_list_dataset(tmp_path / "data", kind="imagenet_lt", counts=(12, 8, 5, 3, 2), val_per_class=2, test_per_class=2)
     results = run(["experiment=ce_imagenet_lt_resnet50", "model=resnet10", f"datamodule.root={tmp_path / 'data'}",
@@ -68,6 +73,7 @@ def test_places_lt_list_files_give_the_counts_they_list(tmp_path):
     assert datamodule.val_split.class_counts(3) == [2, 2, 2] and datamodule.test_split.class_counts(3) == [3, 3, 3]
 
 
+@pytest.mark.slow
 def test_any_image_folder_made_long_tailed_by_the_same_profile(tmp_path):
     make_image_folder(tmp_path / "data", ["a", "b", "c", "d"], per_class_train=40, per_class_test=5, size=16)
     results = run(["datamodule=image_folder", f"datamodule.root={tmp_path / 'data'}", "datamodule.num_classes=4",

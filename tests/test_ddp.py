@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 from conftest import run
 from lightning.pytorch.callbacks import Callback
@@ -118,6 +119,7 @@ def _evaluate(script: Path, ckpt: str, strategy: str, devices: int, out: Path) -
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(devices)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
 )
@@ -164,6 +166,7 @@ class RecordBatches(Callback):
             self.out.joinpath(f"batches{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
 )
@@ -186,3 +189,70 @@ def test_the_configured_batch_is_the_global_batch_under_two_process_ddp(tmp_path
     assert single == {"batch": 64, "steps": single["steps"], "world": 1}
     assert [r["batch"] for r in ranks] == [32, 32] and [r["world"] for r in ranks] == [2, 2]
     assert [r["steps"] for r in ranks] == [single["steps"]] * 2
+
+
+BNS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    from torch.nn.parallel import DistributedDataParallel
+
+    from longtail.losses import BNSLoss
+
+    LABELS = [0, 1, 0, 2, 1, 0, 3, 2, 0, 1, 3, 0, 2, 2, 1, 0]
+    FORMS = {"paper": dict(extra_anchors=2, negatives=3), "reference": dict(form="reference")}
+
+
+    def loss_and_gradient(form, world=1, rank=0):
+        \"\"\"BNS loss of a linear projector on this process's share of one global batch, and the projector's
+        gradient (averaged over the processes by DDP); the negatives' generator is seeded alike everywhere.\"\"\"
+        torch.manual_seed(0)
+        projector = torch.nn.Linear(6, 4).double()
+        model = DistributedDataParallel(projector) if world > 1 else projector
+        inputs = torch.randn(2, len(LABELS), 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        share = slice(rank * len(LABELS) // world, (rank + 1) * len(LABELS) // world)
+        emb1, emb2 = model(torch.cat([inputs[0, share], inputs[1, share]])).split(len(LABELS) // world)
+        loss = BNSLoss(**FORMS[form])(emb1, emb2, torch.tensor(LABELS[share]), generator=torch.Generator().manual_seed(2))
+        loss.backward()
+        loss = loss.detach()
+        if world > 1:
+            dist.all_reduce(loss)
+            loss /= world
+        return {"loss": loss, "weight": projector.weight.grad, "bias": projector.bias.grad}
+
+
+    def worker(rank, world, rendezvous, out):
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+        torch.save({form: loss_and_gradient(form, world, rank) for form in FORMS}, f"{out}/rank{rank}.pt")
+        dist.destroy_process_group()
+
+
+    if __name__ == "__main__":
+        torch.save({form: loss_and_gradient(form) for form in FORMS}, f"{sys.argv[2]}/one.pt")
+        mp.spawn(worker, args=(2, sys.argv[1], sys.argv[2]), nprocs=2)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
+)
+def test_bns_loss_and_gradient_under_two_process_ddp_equal_one_process(tmp_path):
+    """ipdpp.md §2: the BNS batch is the global batch; each process's anchors meet every process's negatives."""
+    script = tmp_path / "bns_ddp.py"
+    script.write_text(BNS_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "rendezvous"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = torch.load(tmp_path / "one.pt")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for form in ("paper", "reference"):
+        for rank in ranks:
+            for key in ("loss", "weight", "bias"):
+                torch.testing.assert_close(rank[form][key], one[form][key], rtol=1e-12, atol=1e-12, msg=f"{form} {key}")

@@ -45,6 +45,7 @@ def test_places_lt_resnet152_is_imagenet_pretrained_and_says_where_the_weights_g
         create_backbone("resnet152", pretrained="no_such_file.pth")
 
 
+@pytest.mark.slow
 def test_the_imagenet_lt_decoupling_stages_run_on_list_files(tmp_path):
     make_list_dataset(tmp_path / "data", kind="imagenet_lt", counts=(10, 6, 4), val_per_class=2, test_per_class=2)
     run(["experiment=decouple_imagenet_lt_resnext50", f"datamodule.root={tmp_path / 'data'}", "model=resnet10",

@@ -56,6 +56,7 @@ def test_cifar100_protocol_on_pickles(fake_cifar100):
     assert_protocol_indices(dm, CIFARSource(fake_cifar100, num_classes=100).load("train").labels)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CIFAR10 is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_cifar10_protocol_on_the_real_data():
     dm = cifar(CIFAR10, 10)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import compose_config, read_results, real_cifar10, run
+from conftest import compose_config, direct_evaluation, read_results, real_cifar10, run
 from fakedata import make_list_dataset
 from hydra.utils import instantiate
 
@@ -33,6 +33,7 @@ def part(state_dict: dict, prefix: str) -> dict:
     return {k: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
+@pytest.mark.slow
 def test_three_stages_freeze_what_the_spec_freezes(tmp_path):
     record = tmp_path / "refreshes.json"
     run([*DROLT_DIGITS, "+stages.robust.callbacks.record._target_=conftest.RecordAttribute",
@@ -94,6 +95,7 @@ def test_nearest_class_mean_uses_centroids_of_un_augmented_training_features():
     assert torch.allclose(model.ncm_centroids, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_robust_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     results = run(["stage=drolt_robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
@@ -103,23 +105,32 @@ def test_the_robust_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
     assert model.epsilons.shape == (10,)
 
 
+@pytest.mark.slow
 def test_an_earlier_feature_layer_and_running_centroids(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     results = run(["stage=drolt_robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
                    "stage.method.feature_layer=network.backbone.layer2", "stage.method.centroids=running",
                    *(f"stage.{o}" for o in PLAIN_AUGMENT)], tmp_path)
-    assert 0.0 <= results["test/acc"] <= 1.0
+    direct = direct_evaluation(results["checkpoint"], feature_layer="network.backbone.layer2")
+    assert results["test/acc"] == pytest.approx(direct["acc"]) and results["test_images"] == direct["test_images"]
+    assert results["test/ncm_acc"] == pytest.approx(direct["ncm_acc"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CIFAR10 is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_drolt_cifar10_smoke_on_the_real_data(tmp_path):
     results = run(["experiment=drolt_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke",
                    "debug.trainer.max_epochs=1", "debug.trainer.limit_test_batches=1"], tmp_path)
     assert results["stage"] == "classifier"
     robust = read_results(tmp_path / "robust" / "results.json")
-    assert 0.0 <= robust["test/ncm_acc"] <= 1.0 and len(robust["drolt/epsilons"]) == 10
+    direct = direct_evaluation(robust["checkpoint"], test_batches=1, train_batches=4)  # debug=smoke's limits
+    assert direct["test_images"] == robust["test_images"] < 10_000  # debug=smoke tests a subset
+    assert robust["test/acc"] == pytest.approx(direct["acc"]) and robust["test/ncm_acc"] == pytest.approx(
+        direct["ncm_acc"])
+    assert len(robust["drolt/epsilons"]) == 10
 
 
+@pytest.mark.slow
 def test_drolt_cifar100_smoke(tmp_path, fake_cifar100):
     results = run(["experiment=drolt_cifar100", f"datamodule.root={fake_cifar100}", "debug=smoke",
                    "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
@@ -127,6 +138,7 @@ def test_drolt_cifar100_smoke(tmp_path, fake_cifar100):
     assert sum(results["train_class_counts"]) == 10847
 
 
+@pytest.mark.slow
 def test_drolt_imagenet_lt_smoke_on_list_files(tmp_path):
     make_list_dataset(tmp_path / "data", kind="imagenet_lt", counts=(10, 6, 4, 3, 2), val_per_class=2, test_per_class=2)
     results = run(["experiment=drolt_imagenet_lt", f"datamodule.root={tmp_path / 'data'}", "datamodule.num_classes=5",

@@ -3,20 +3,30 @@ subset sampler, freezing, the re-draw schedule, the reference switches, and all 
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from functools import partial
+from types import SimpleNamespace
 
+import lightning as L
+import numpy as np
 import pytest
 import torch
-from conftest import compose_config, read_results, real_cifar10, run
-from lightning.pytorch.callbacks import Callback
+from conftest import KillAtEpoch, compose_config, read_results, real_cifar10, run
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from scipy.stats import chisquare
+from torch.utils.data import Dataset
 
+from longtail.data.datamodule import LongTailDataModule
 from longtail.data.samplers import CappedSubsetSampler, InstanceSampler
-from longtail.losses import CrossEntropy
+from longtail.data.simclr import SimCLRAugment
+from longtail.data.splits import ArraySplit, FileSplit
+from longtail.losses import BNSLoss, CrossEntropy
 from longtail.methods.ipdpp import IPDPPFineTuning, redraw_epochs
-from longtail.models import Network
+from longtail.models import Network, create_backbone
 from longtail.schedules import iteration_warmup_cosine
-from longtail.stages import stage_configs
+from longtail.stages import build_stage, stage_configs
 
 QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
                "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]
@@ -101,8 +111,6 @@ def test_fidelity_reference_turns_on_q1_to_q8_each_settable_alone():
 
 
 def _fine_tuner(scope: str) -> IPDPPFineTuning:
-    from longtail.models import create_backbone
-
     network = Network(create_backbone("resnet8", in_channels=1), "linear", 3)
     return IPDPPFineTuning(network, partial(CrossEntropy), k=4, redraw_every=2, finetune_scope=scope,
                            class_counts=[8, 4, 2], optimizer=partial(torch.optim.AdamW, lr=1e-3))
@@ -146,6 +154,7 @@ def ipdpp_digits_run(tmp_path_factory):
     return out, results, json.loads(record.read_text())
 
 
+@pytest.mark.slow
 def test_all_three_stages_run_on_the_embedded_data(ipdpp_digits_run):
     out, results, _ = ipdpp_digits_run
     bns, probe = read_results(out / "bns" / "results.json"), read_results(out / "probe" / "results.json")
@@ -159,6 +168,7 @@ def test_all_three_stages_run_on_the_embedded_data(ipdpp_digits_run):
     assert draws[1]["changed_images"] > 0
 
 
+@pytest.mark.slow
 def test_the_probe_keeps_the_encoder_and_its_batchnorm_statistics(ipdpp_digits_run):
     out, _, _ = ipdpp_digits_run
     bns = state(read_results(out / "bns" / "results.json")["checkpoint"])
@@ -169,6 +179,7 @@ def test_the_probe_keeps_the_encoder_and_its_batchnorm_statistics(ipdpp_digits_r
         assert torch.equal(bns[key], probe[key]), key
 
 
+@pytest.mark.slow
 def test_the_fine_tuning_subset_is_redrawn_on_schedule_and_the_encoder_trains(ipdpp_digits_run):
     out, results, subsets = ipdpp_digits_run
     assert len(subsets) == 3
@@ -178,6 +189,7 @@ def test_the_fine_tuning_subset_is_redrawn_on_schedule_and_the_encoder_trains(ip
     assert not torch.equal(probe["network.backbone.stem.0.weight"], tuned["network.backbone.stem.0.weight"])
 
 
+@pytest.mark.slow
 def test_reference_uniform_draws_repeat_and_a_bns_checkpoint_needs_first_probs_current(tmp_path, ipdpp_digits_run):
     out, _, _ = ipdpp_digits_run
     bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
@@ -188,10 +200,10 @@ def test_reference_uniform_draws_repeat_and_a_bns_checkpoint_needs_first_probs_c
     assert [d["changed_images"] for d in results["ipdpp/draws"]] == [None, 0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(real_cifar10() is None, reason="real CIFAR-10 not found: set LONGTAIL_CIFAR10 or place ../shared/data")
 def test_ipdpp_cifar10_smoke_on_the_real_data(tmp_path):
-    overrides = ["experiment=ipdpp_cifar10", f"datamodule.root={real_cifar10()}", "model=resnet8", *QUICK_SMOKE,
-                 "stages.bns.datamodule.batch_size=64"]
+    overrides = ["experiment=ipdpp_cifar10", f"datamodule.root={real_cifar10()}", "model=resnet8", *QUICK_SMOKE]
     results = run(overrides, tmp_path)
     assert results["ipdpp/subset_class_counts"] == [500, 500, 500, 500, 500, 387, 232, 139, 83, 50]
     for stage in ("bns", "probe", "ipdpp"):
@@ -209,6 +221,7 @@ def test_adamw_groups_exempt_biases_and_norm_parameters_from_weight_decay():
     assert exempt["weight_decay"] == 0.0 and "weight_decay" not in decay
 
 
+@pytest.mark.slow
 def test_the_probe_runs_alone_from_a_bns_checkpoint(tmp_path, ipdpp_digits_run):
     out, _, _ = ipdpp_digits_run
     bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
@@ -216,6 +229,7 @@ def test_the_probe_runs_alone_from_a_bns_checkpoint(tmp_path, ipdpp_digits_run):
     assert results["stage"] == "probe" and "test/acc" in results
 
 
+@pytest.mark.slow
 def test_a_killed_fine_tuning_resumes_with_its_subset_and_weights(tmp_path, ipdpp_digits_run):
     out, whole, _ = ipdpp_digits_run
     kill = ["+stages.ipdpp.callbacks.kill._target_=conftest.KillAtEpoch", "+stages.ipdpp.callbacks.kill.epoch=2"]
@@ -226,3 +240,212 @@ def test_a_killed_fine_tuning_resumes_with_its_subset_and_weights(tmp_path, ipdp
     a, b = state(out / "ipdpp" / "checkpoints" / "last.ckpt"), state(tmp_path / "ipdpp" / "checkpoints" / "last.ckpt")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+# ---------------------------------------------------------------- the subset an epoch actually serves (workers)
+
+COUNTS = (12, 8, 4)
+
+
+class FileListSource:
+    """Three classes of ``COUNTS`` training images (in a fixed shuffled order) and 3 test images each, as file
+    lists: the data module then loads them with per-image workers."""
+
+    num_classes, class_names, provenance = 3, ["a", "b", "c"], "test file lists"
+
+    def load(self, split: str) -> FileSplit:
+        counts = COUNTS if split == "train" else (3, 3, 3)
+        labels = np.random.default_rng(0).permutation(np.repeat(np.arange(3), counts))
+        return FileSplit("/nonexistent", [f"{split}/{i}.png" for i in range(len(labels))], labels)
+
+
+class IndexedImages(Dataset):
+    """Stands in for the decoded files: image i is uint8 noise whose first two pixels hold i = 256 a + b."""
+
+    def __init__(self, split: FileSplit, transform=None):
+        self.labels = split.labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(index))
+        image[0, 0, 0], image[0, 0, 1] = index // 256, index % 256
+        return image, self.labels[index]
+
+
+class RecordServed(Callback):
+    """Per epoch: the training indices the batches carried, and the module's drawn subset."""
+
+    def __init__(self):
+        self.served, self.drawn = {}, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pixels = (batch[0][:, 0, 0, :2].double() * 255).round().long()  # mean 0, std 1: the images are x / 255
+        self.served.setdefault(trainer.current_epoch, []).extend((pixels[:, 0] * 256 + pixels[:, 1]).tolist())
+        self.drawn[trainer.current_epoch] = pl_module.subset.tolist()
+
+
+def _fit_with_workers(tmp_path, callbacks, ckpt_path=None) -> IPDPPFineTuning:
+    datamodule = LongTailDataModule(
+        source=FileListSource, num_classes=3, sampler=partial(CappedSubsetSampler, cap=4, num_classes=3),
+        mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=4, eval_batch_size=8, num_workers=2, pin_memory=False,
+    )
+    datamodule.setup()
+    torch.manual_seed(0)
+    model = IPDPPFineTuning(Network(create_backbone("resnet8", in_channels=3), "linear", 3), partial(CrossEntropy),
+                            k=4, redraw_every=2, class_counts=datamodule.class_counts,
+                            optimizer=partial(torch.optim.AdamW, lr=1e-3))
+    checkpoints = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_on_train_epoch_end=True)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False, callbacks=[checkpoints, *callbacks])
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return model
+
+
+@pytest.mark.slow
+def test_with_workers_each_epoch_serves_the_subset_drawn_for_it_also_after_a_resume(tmp_path, monkeypatch):
+    """ipdpp.md §3: the first k-DPP draw is trained on in epoch 0, a re-draw (before epoch 1) in epoch 1, and a run
+    resumed at epoch 2 trains on its checkpoint's subset, with two loader workers prefetching (Lightning creates
+    a fit's first iterator before on_train_epoch_start)."""
+    monkeypatch.setattr("longtail.data.datamodule.FileImageDataset", IndexedImages)
+    killed, resumed = RecordServed(), RecordServed()
+    with pytest.raises(RuntimeError, match="killed"):
+        _fit_with_workers(tmp_path, [killed, KillAtEpoch(2)])
+    _fit_with_workers(tmp_path, [resumed], ckpt_path=str(tmp_path / "last.ckpt"))
+    served, drawn = {**killed.served, **resumed.served}, {**killed.drawn, **resumed.drawn}
+    assert sorted(served) == [0, 1, 2]
+    for epoch in served:
+        assert sorted(served[epoch]) == drawn[epoch], epoch
+    labels = FileListSource().load("train").labels
+    assert drawn[0] != CappedSubsetSampler(labels, cap=4).subset.tolist()  # not the sampler's seeded subset
+    assert drawn[1] != drawn[0] and drawn[2] == drawn[1]  # re-drawn before epoch 1, restored for epoch 2
+
+
+# ---------------------------------------------------------------- fine-tuning starts from the BNS encoder
+
+
+class RecordBackboneBuffers(Callback):
+    """Saves the backbone's buffers as fine-tuning starts to ``path``."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module):
+        torch.save({k: v.clone() for k, v in pl_module.network.backbone.named_buffers()}, self.path)
+
+
+@pytest.mark.slow
+def test_fine_tuning_after_a_recalibrating_probe_starts_from_the_bns_batchnorm_statistics(tmp_path, ipdpp_digits_run):
+    """ipdpp.md §3, Q8: with probe.bn_train_mode=true the probe moves the encoder's BN statistics; fine-tuning takes
+    the encoder, buffers included, from BNS and only the head from the probe."""
+    out, _, _ = ipdpp_digits_run
+    bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
+    probe = run([*IPDPP_DIGITS, "stage=ipdpp_probe", f"init_from={bns_checkpoint}", "probe.bn_train_mode=true"],
+                tmp_path / "probe")
+    record = tmp_path / "buffers.pt"
+    tuned = run([*IPDPP_DIGITS, "stage=ipdpp", f"init_from={probe['checkpoint']}", "stages.ipdpp.trainer.max_epochs=1",
+                 "+stages.ipdpp.callbacks.record._target_=test_ipdpp_method.RecordBackboneBuffers",
+                 f"+stages.ipdpp.callbacks.record.path={record}"], tmp_path / "ipdpp")
+    start, bns, probe_state = torch.load(record), state(bns_checkpoint), state(probe["checkpoint"])
+    moved = [k for k in start if not torch.equal(bns[f"network.backbone.{k}"], probe_state[f"network.backbone.{k}"])]
+    assert any("running_mean" in k for k in moved) and any("running_var" in k for k in moved)
+    for key, value in start.items():
+        assert torch.equal(value, bns[f"network.backbone.{key}"]), key
+    assert torch.equal(state(tuned["checkpoint"])["probe_head.weight"], probe_state["network.head.weight"])
+
+
+# ---------------------------------------------------------------- the law of IP-DPP's draw
+
+
+class ArraySource:
+    """Three classes of (5, 3, 2) random 8x8 grey training images (and 2 test images each), in memory."""
+
+    num_classes, class_names, provenance = 3, ["a", "b", "c"], "random test images"
+
+    def load(self, split: str) -> ArraySplit:
+        labels = torch.tensor([0, 1, 0, 2, 0, 1, 0, 2, 1, 0] if split == "train" else [0, 1, 2] * 2)
+        images = torch.randint(0, 256, (len(labels), 1, 8, 8), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(len(labels)))
+        return ArraySplit(images, labels, torch.arange(len(labels)))
+
+
+class Pixels(torch.nn.Flatten):
+    """A backbone as cheap as can be: the 64 pixels of an 8x8 grey image are its features."""
+
+    out_features = 64
+
+
+@pytest.mark.slow
+def test_the_draw_follows_the_k_dpp_of_independently_computed_probabilities():
+    """ipdpp.md §3: class c's subset is drawn from P(Y) ∝ det S_Y with S = diag(1 − p_i p̄) + p pᵀ/N and p_i the
+    model's test-transform correct-class probability; checked against the exact law by enumeration."""
+    mean, std, k, draws = (0.2,), (0.5,), 2, 800
+    datamodule = LongTailDataModule(source=ArraySource, num_classes=3, mean=mean, std=std, channels=1,
+                                    augment=partial(SimCLRAugment, size=8))
+    datamodule.setup()
+    torch.manual_seed(0)
+    model = IPDPPFineTuning(Network(Pixels(), "linear", 3), partial(CrossEntropy), k=k, redraw_every=1,
+                            class_counts=datamodule.class_counts)
+    with torch.no_grad():  # confident, varied p_i, a high mean p̄: a law far from uniform
+        model.network.head.weight.mul_(3.0)
+        model.network.head.bias[0] += 5.0
+    model._trainer = SimpleNamespace(datamodule=datamodule, strategy=SimpleNamespace(broadcast=lambda x, src: x))
+    model.log = lambda *args, **kwargs: None
+    split = datamodule.train_split
+    with torch.no_grad():
+        network = copy.deepcopy(model.network).eval()
+        images = (split.images.double() / 255 - mean[0]) / std[0]
+        probs = network(images.float()).double().softmax(1)[torch.arange(len(split)), split.labels].numpy()
+    members = np.flatnonzero(split.labels.numpy() == 0)
+    p = probs[members]
+    kernel = np.diag(1 - p * p.mean()) + np.outer(p, p) / len(p)
+    subsets = list(itertools.combinations(range(len(p)), k))
+    law = np.array([np.linalg.det(kernel[np.ix_(y, y)]) for y in subsets])
+    law /= law.sum()
+    counts = np.zeros(len(subsets))
+    for _ in range(draws):
+        model.draw(0, model.network.head)
+        kept = np.flatnonzero(np.isin(members, model.subset.numpy()))
+        counts[subsets.index(tuple(kept))] += 1
+    assert np.ptp(p) > 0.25
+    assert chisquare(counts, law * draws).pvalue > 1e-3
+    assert chisquare(counts, np.full(len(subsets), draws / len(subsets))).pvalue < 1e-6  # the test has power
+
+
+# ---------------------------------------------------------------- the BNS training step
+
+
+class RecordBNSStep(Callback):
+    """The first step's batch (as training_step receives it), the network and projector before it, and the loss
+    it logged."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            self.batch = batch
+            self.network, self.projector = copy.deepcopy(pl_module.network), copy.deepcopy(pl_module.projector)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 0:
+            self.logged = trainer.callback_metrics["train/loss_step"].item()
+
+
+def test_the_bns_step_logs_bns_loss_of_the_projected_views_it_received(tmp_path):
+    """ipdpp.md §2: the step's loss is L_BNS of the projector outputs of view 1 and view 2 (the SimCLR views the
+    batch arrived with), with their labels."""
+    overrides = [*IPDPP_DIGITS, "stage=bns", "stages.bns.method.loss.extra_anchors=1000",
+                 "stages.bns.method.loss.negatives=1000"]  # every candidate: the loss draws nothing at random
+    cfg = dict(stage_configs(compose_config(overrides)))["bns"]
+    datamodule, model = build_stage(cfg, None)
+    record = RecordBNSStep()
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                        use_distributed_sampler=False, callbacks=[record], default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=datamodule)
+    (view1, view2), labels = record.batch
+    assert not torch.equal(view1, view2)
+    network, projector = record.network.train(), record.projector.train()
+    with torch.no_grad():
+        emb1, emb2 = projector(network.features(torch.cat([view1, view2]))).split(len(labels))
+        expected = BNSLoss(extra_anchors=1000, negatives=1000)(emb1, emb2, labels)
+    assert record.logged == pytest.approx(expected.item(), rel=1e-5)

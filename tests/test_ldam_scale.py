@@ -29,6 +29,7 @@ def test_a_loss_scale_that_disagrees_with_the_head_is_refused():
     ERM(network, partial(LDAMLoss, scale=30.0), class_counts=[10, 5, 2])
 
 
+@pytest.mark.slow
 def test_the_optuna_search_varies_the_scale_where_it_takes_effect():
     params = OmegaConf.load(CONF_DIR / "hparams_search" / "ldam_drw_optuna.yaml").hydra.sweeper.params
     assert "model.head_kwargs.scale" in params and "loss.scale" not in params

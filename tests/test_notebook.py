@@ -28,6 +28,7 @@ def execute(checkpoint: str | None, monkeypatch, cwd: Path = REPO) -> list[str]:
     return ["".join(o.get("text", "") for o in cell.get("outputs", [])) for cell in notebook.cells if cell.cell_type == "code"]
 
 
+@pytest.mark.slow
 def test_notebook_opens_the_newest_run_from_the_notebooks_folder(digits_ce_run, tmp_path, monkeypatch):
     """A new user's path: a run started in the repo root, then Jupyter in notebooks/ with no variable set."""
     out, results = digits_ce_run

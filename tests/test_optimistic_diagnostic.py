@@ -3,12 +3,14 @@ anything, and labelled as optimistic by the report (README §5, baselines.md B4;
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import run
 
 from longtail import report
 
 
+@pytest.mark.slow
 def test_the_diagnostic_adds_test_diag_numbers_and_changes_nothing_else(tmp_path, capsys):
     off = run(["trainer.max_epochs=2"], tmp_path / "off")
     on = run(["trainer.max_epochs=2", "logging.test_every_epoch=true"], tmp_path / "on")

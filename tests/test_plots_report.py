@@ -70,6 +70,7 @@ def synthetic_results(num_classes: int = 4) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_write_run_plots_on_a_real_run(multirun):
     stage = multirun / "0" / "train"
     written = plots.write_run_plots(stage)
@@ -79,6 +80,7 @@ def test_write_run_plots_on_a_real_run(multirun):
         assert_png(path)
 
 
+@pytest.mark.slow
 def test_val_curves_read_every_epoch_and_group(multirun):
     (metrics_csv,) = (multirun / "1" / "train").glob("csv/version_*/metrics.csv")
     curves = plots.read_val_curves(metrics_csv)
@@ -129,6 +131,7 @@ def test_write_run_plots_skips_what_the_data_cannot_support(tmp_path):
         plots.val_curves(train_only / "metrics.csv")
 
 
+@pytest.mark.slow
 def test_report_groups_seeds_of_a_multirun(multirun, tmp_path, capsys):
     csv_path, plot_path = tmp_path / "report.csv", tmp_path / "report.png"
     rows = report.main([str(multirun), "--csv", str(csv_path), "--plot", str(plot_path)])
@@ -160,6 +163,7 @@ def write_run(folder: Path, overrides: list[str], results: dict, name: str = "ce
     (folder / "train" / "results.json").write_text(json.dumps({"test/acc": 0.0}))
 
 
+@pytest.mark.slow
 def test_report_splits_experiments_and_finds_runs_without_hydra(tmp_path, capsys):
     base = {"test/acc_many": 0.9, "test/acc_medium": 0.5, "test/acc_few": math.nan, "test/ece": 0.1}
     write_run(

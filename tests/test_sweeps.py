@@ -44,6 +44,7 @@ def test_launcher_configs_compose(launcher):
     assert "joblib" in cfg.hydra.launcher._target_.lower() or "submitit" in cfg.hydra.launcher._target_.lower()
 
 
+@pytest.mark.slow
 def test_an_optuna_sweep_runs_and_reports_the_best_validation_value(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "longtail.run", "-m", "hparams_search=focal_optuna", "hydra.sweeper.n_trials=2",

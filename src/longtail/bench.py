@@ -15,7 +15,9 @@ pad-crop-flip, the same SGD). Rows, in images per second:
 
 ``--method a,b`` adds a row per method: the library's training step relative to ERM on the same data
 (methods with their own data protocol, like Difficulty-Net's, get an ERM row on that data).
-``diffnet`` also reports the peak RSS of one full stage-1 epoch (in a fresh process) and the data-path
+``diffnet`` also reports its anchor, a reference-style meta step (``diffnet_reference_style``: a model copy, a
+``create_graph`` virtual step, a double backward, a separate real forward and backward), measured in the same
+interleaved rounds, the peak RSS of one full stage-1 epoch (in a fresh process) and the data-path
 speed of its "exaugment" augmentation against torchvision's per-image AutoAugment. ``bns`` is a BNS step
 (two views through the CIFAR ResNet-18) against a CE step on the same encoder and batch size, plus the
 two-view SimCLR data path against torchvision's per-image pipeline; ``ipdpp`` is the fine-tuning step on
@@ -28,6 +30,7 @@ is reported: on a shared machine a single pass drifts by ±10%.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -49,10 +52,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
+from torch.func import functional_call
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from longtail.methods.diffnet import DifficultyNetMetaLearning
 from longtail.overrides import CONF_DIR
 from longtail.stages import stage_configs
 
@@ -69,6 +74,7 @@ METHODS: dict[str, list[str]] = {
     "drolt": ["stage=drolt_robust"],
     "diffnet": ["method=diffnet"],
     "diffnet_last_stage": ["method=diffnet", "method.virtual_params=last_stage"],
+    "diffnet_reference_style": ["method=diffnet", "method._target_=longtail.bench.ReferenceStyleDifficultyNet"],
     "diffnet_las": ["stage=diffnet_las"],
     "bns": ["stage=bns"],
     # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
@@ -78,10 +84,13 @@ METHODS: dict[str, list[str]] = {
 METHOD_DATA: dict[str, list[str]] = {
     "diffnet": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
     "diffnet_last_stage": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
+    "diffnet_reference_style": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
     "diffnet_las": ["datamodule.protocol=diffnet"],
     "bns": ["model=resnet18_cifar"],
     "ipdpp": ["model=resnet18_cifar"],
 }
+# rows timed with a method's, in the same rounds, as its anchor
+ANCHORS: dict[str, str] = {"diffnet": "diffnet_reference_style"}
 
 
 def compose_stage(overrides: list[str]):
@@ -383,11 +392,9 @@ def run(args) -> dict:
     out["eval_vs_conventional"] = out["eval_img_s"] / out["conventional_eval_img_s"]
     methods = [m for m in args.method.split(",") if m]
     if methods:
-        rows = {m: [*METHOD_DATA.get(m, []), *METHODS[m]] for m in methods}
-        baselines = {_erm_row(m): METHOD_DATA.get(m, []) for m in ["erm", *methods]}
-        rates = _medians({name: partial(bench.library, o) for name, o in {**baselines, **rows}.items()}, args.repeats)
-        out["methods"] = {m: {"img_s": rates[m], "erm_img_s": rates[_erm_row(m)],
-                              "step_cost_vs_erm": rates[_erm_row(m)] / rates[m]} for m in methods}
+        rows = method_rows(methods)
+        rates = _medians({name: partial(bench.library, o) for name, o in rows.items()}, args.repeats)
+        out["methods"] = method_figures(methods, rates)
         if "drolt" in methods:
             out["methods"]["drolt"]["centroid_pass_img_s"] = bench.centroid_pass()
         if "diffnet" in methods:
@@ -407,6 +414,28 @@ def run(args) -> dict:
     out["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
     out["settings"]["train_images"] = len(bench.datamodule.train_split)
     return out
+
+
+def method_rows(methods: list[str]) -> dict[str, list[str]]:
+    """The library rows timed for ``--method``: ERM, each method and its anchor, each method's data's ERM row,
+    by name, with their config overrides."""
+    timed = list(dict.fromkeys([*methods, *(ANCHORS[m] for m in methods if m in ANCHORS)]))
+    baselines = {_erm_row(m): METHOD_DATA.get(m, []) for m in ["erm", *timed]}
+    return {**baselines, **{m: [*METHOD_DATA.get(m, []), *METHODS[m]] for m in timed}}
+
+
+def method_figures(methods: list[str], rates: dict[str, float]) -> dict:
+    """Per method: its rate, its ERM row's, the step cost against ERM and, with an anchor (Difficulty-Net's
+    reference-style step), the anchor's rate and cost against ERM and the method's cost as a fraction of it."""
+    figures = {m: {"img_s": rates[m], "erm_img_s": rates[_erm_row(m)], "step_cost_vs_erm": rates[_erm_row(m)] / rates[m]}
+               for m in methods}
+    for m in methods:
+        if m in ANCHORS:
+            anchor = rates[ANCHORS[m]]
+            figures[m].update({"reference_style_img_s": anchor,
+                               "reference_style_step_cost_vs_erm": rates[_erm_row(ANCHORS[m])] / anchor,
+                               "step_cost_vs_reference_style": anchor / rates[m]})
+    return figures
 
 
 def _erm_row(method: str) -> str:
@@ -434,6 +463,33 @@ def diffnet_extras(bench: Bench, args) -> dict:
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         extras["epoch"] = json.loads(result.stdout.strip().splitlines()[-1])
     return extras
+
+
+class ReferenceStyleDifficultyNet(DifficultyNetMetaLearning):
+    """The anchor of Difficulty-Net's step cost: the stage-1 step (diffnet.md §3) the way the reference code and
+    Meta-Weight-Net take it — a deepcopy of the classifier, a ``create_graph=True`` virtual SGD step, a double
+    backward for Difficulty-Net's meta-gradient, then a separate real forward and backward of the classifier."""
+
+    def training_step(self, batch, batch_idx):
+        images, target = batch
+        images = self.to_memory_format(images)
+        optimizer = self.optimizers()[0]
+        meta_images, meta_target = self.next_meta_batch()
+        lrs = self._step_sizes(optimizer.optimizer)
+        pseudo = copy.deepcopy(self.network)
+        weights, driver = self.class_weights()
+        params = dict(pseudo.named_parameters())
+        grads = torch.autograd.grad(self.loss(pseudo(images), target, weights), list(params.values()),
+                                    create_graph=True)
+        stepped = {n: p - lrs[n] * g for (n, p), g in zip(params.items(), grads)}
+        meta_loss = F.cross_entropy(functional_call(pseudo, stepped, (meta_images,)), meta_target)
+        self.update_difficulty_net(meta_loss + self.lamda * driver)
+        with torch.no_grad():
+            weights, _ = self.class_weights()
+        loss = self.loss(self(images), target, weights)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
 
 
 def bns_extras(bench: Bench) -> dict:
@@ -482,6 +538,10 @@ def report(out: dict) -> str:
     lines = [f"{name:<30} {rate:>10.0f} img/s   {note}" for name, rate, note in rows]
     for name, row in out.get("methods", {}).items():
         lines.append(f"method {name:<23} {row['img_s']:>10.0f} img/s   step cost vs ERM {row['step_cost_vs_erm']:.2f}x")
+        if "reference_style_img_s" in row:
+            lines.append(f"    reference-style step         {row['reference_style_img_s']:>10.0f} img/s   step cost vs ERM "
+                         f"{row['reference_style_step_cost_vs_erm']:.2f}x; {name} costs "
+                         f"{row['step_cost_vs_reference_style']:.2f}x of it")
         if "centroid_pass_img_s" in row:
             lines.append(f"    {name} centroid pass        {row['centroid_pass_img_s']:>10.0f} img/s")
         if "two_view_data_img_s" in row:

@@ -54,6 +54,37 @@ def _whole_batch(batch):
     return batch
 
 
+class _StartAtFirstBatch:
+    """An iterator that calls ``start()`` (which returns the real one) only when its first item is asked for."""
+
+    def __init__(self, start: Callable[[], Any]):
+        self._start, self._iterator = start, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
+
+
+class EpochStartLoader(DataLoader):
+    """The training loader: its iterator starts (asks the sampler for the epoch's indices, starts the workers) at
+    the epoch's first batch, not when ``iter()`` is called.
+
+    Lightning creates the iterator of a fit's first epoch (epoch 0, or the first one after a resume) before
+    ``set_epoch`` and ``on_train_epoch_start``, and with ``num_workers > 0`` the DataLoader draws the sampler's
+    indices right then, for the workers' prefetch. A sampler changed at an epoch's start (IP-DPP's subset,
+    ipdpp.md §3; a resumed run's epoch) would then serve its old state for that epoch. Started at the first
+    batch, after every epoch-start hook, the sampler's ``__iter__`` sees the state meant for its epoch with any
+    number of workers.
+    """
+
+    def __iter__(self):
+        return _StartAtFirstBatch(super().__iter__)
+
+
 def _interleaved(split):
     """A fixed shuffle of an evaluation split: full evaluations are unchanged, and a run limited to a few
     batches (``debug=smoke``) still sees every class instead of the first classes of a class-sorted file."""
@@ -77,6 +108,8 @@ class LongTailDataModule(L.LightningDataModule):
         augment: ``partial`` of :class:`BatchAugment` for in-memory data (mean/std come from here).
         image_size / resize: crop size and test-time resize of file-based data sets.
         color_jitter: brightness/contrast/saturation jitter of file-based training images (``None``: off).
+        train_reflect_pad: pixels of reflect padding before the random-resized crop of file-based training images
+            (Difficulty-Net's ImageNet-LT / Places-LT pipeline pads 4, diffnet.md §5; 0: none).
         protocol: ``ldam`` (README §2: seeded per-class shuffle) or ``diffnet`` (diffnet.md §1): on in-memory
             data in file order the last ``val_per_class`` (25) train images of every class are the held-out set
             (validation, meta set and accuracy set at once) and class c keeps the *first* n_c images of the
@@ -110,6 +143,7 @@ class LongTailDataModule(L.LightningDataModule):
         image_size: int = 224,
         resize: int = 256,
         color_jitter: float | None = 0.4,
+        train_reflect_pad: int = 0,
         seed: int = 0,
         protocol: str = "ldam",
         meta_per_class: int = 10,
@@ -136,7 +170,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.image_size, self.resize, self.seed = image_size, resize, seed
-        self.color_jitter = color_jitter
+        self.color_jitter, self.train_reflect_pad = color_jitter, train_reflect_pad
         self.split_protocol, self.meta_per_class = protocol, meta_per_class
         self.meta_batch_size = meta_batch_size or batch_size
         self.drop_last = drop_last
@@ -259,34 +293,38 @@ class LongTailDataModule(L.LightningDataModule):
         where = f" at {Path(self.root).expanduser().resolve()}" if self.root is not None else ""
         return f"{name}{where} ({type(self.source).__module__}.{type(self.source).__qualname__} records no provenance)"
 
-    def per_process_batch_size(self) -> int:
-        """``batch_size`` is the global batch (ride.md §4: the published recipes' batches are global): each of the
-        N data-parallel processes loads batch_size / N, so an N-GPU run takes the same steps with the same lr."""
+    def per_process_batch_size(self, name: str = "batch_size") -> int:
+        """``batch_size`` (and ``meta_batch_size``) is the global batch (ride.md §4: the published recipes' batches
+        are global): each of the N data-parallel processes loads batch_size / N, so an N-GPU run takes the same
+        steps with the same lr."""
         world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
+        size = getattr(self, name)
+        if size % world:
             raise ValueError(
-                f"datamodule.batch_size={self.batch_size} is the global batch and must split evenly over the {world} "
+                f"datamodule.{name}={size} is the global batch and must split evenly over the {world} "
                 f"processes: use a multiple of {world}"
             )
-        return self.batch_size // world
+        return size // world
 
     def train_dataloader(self) -> DataLoader:
         factory = self.sampler_factory or InstanceSampler
         sampler = factory(labels=self.train_split.labels, seed=self.seed)
         return self._loader(self.train_split, train=True, sampler=sampler, drop_last=self.drop_last,
-                            batch_size=self.per_process_batch_size())
+                            batch_size=self.per_process_batch_size(), loader_class=EpochStartLoader)
 
     def train_eval_dataloader(self) -> DataLoader:
         """The training split in file order without augmentation (features for centroids, NCM)."""
         return self._loader(self.train_split, train=False)
 
-    def meta_dataloader(self, epoch: int = 0) -> DataLoader:
-        """Shuffled training-augmented batches of the meta set (``protocol=diffnet``), reshuffled per ``epoch``."""
+    def meta_dataloader(self, epoch: int = 0, augment: bool = True) -> DataLoader:
+        """Shuffled batches of the meta set (``protocol=diffnet``), reshuffled per ``epoch``; file images get the
+        training crop with ``augment`` and the test resize-and-centre-crop without it."""
         if self.meta_split is None:
             raise ValueError("this data module has no meta set: set datamodule.protocol=diffnet")
         sampler = InstanceSampler(labels=self.meta_split.labels, seed=self.seed + 7919)
         sampler.set_epoch(epoch)
-        return self._loader(self.meta_split, train=True, sampler=sampler, batch_size=self.meta_batch_size)
+        return self._loader(self.meta_split, train=augment, sampler=sampler,
+                            batch_size=self.per_process_batch_size("meta_batch_size"))
 
     def meta_eval_dataloader(self) -> DataLoader:
         """The meta set without augmentation, for the per-class accuracy vector (every image once)."""
@@ -303,19 +341,19 @@ class LongTailDataModule(L.LightningDataModule):
         # exact under DDP: each rank evaluates a disjoint shard, torchmetrics sums them at compute
         return self._loader(self.test_split, train=False, sampler=ShardedEvalSampler(len(self.test_split)))
 
-    def _loader(self, split, train: bool, sampler=None, batch_size: int | None = None, drop_last: bool = False
-                ) -> DataLoader:
+    def _loader(self, split, train: bool, sampler=None, batch_size: int | None = None, drop_last: bool = False,
+                loader_class: type[DataLoader] = DataLoader) -> DataLoader:
         batch_size = batch_size or (self.batch_size if train else self.eval_batch_size)
         pin_memory = self.pin_memory and torch.cuda.is_available()
         if isinstance(split, ArraySplit):
-            return DataLoader(
+            return loader_class(
                 TensorBatches(split),
                 batch_size=batch_size,
                 sampler=sampler,
                 collate_fn=_whole_batch,
                 pin_memory=pin_memory,
             )
-        return DataLoader(
+        return loader_class(
             FileImageDataset(split, self._file_transform(train)),
             batch_size=batch_size,
             sampler=sampler,
@@ -328,8 +366,10 @@ class LongTailDataModule(L.LightningDataModule):
     def _file_transform(self, train: bool) -> v2.Transform:
         if train:
             jitter = [v2.ColorJitter(*(3 * [self.color_jitter]), 0.0)] if self.color_jitter else []
+            pad = [v2.Pad(self.train_reflect_pad, padding_mode="reflect")] if self.train_reflect_pad else []
             return v2.Compose([
                 v2.PILToTensor(),
+                *pad,
                 v2.RandomResizedCrop(self.image_size, antialias=True),
                 v2.RandomHorizontalFlip(),
                 *jitter,

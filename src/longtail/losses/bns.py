@@ -27,26 +27,69 @@ Z = normalise([e¹; e²]) (2B × D), Y = [y; y] and E_ab = exp(cos(Z_a, Z_b)/τ)
 It differs from Eq. 12 in four ways: log σ is applied to aggregated exp-similarities instead of to
 each pair; there is a single negative term per anchor; there is no per-class m (every same-class
 sample is a positive); and there is no balancing (all negatives are used, divided by 2B).
+
+Under DDP (torch.distributed initialised, N > 1 processes) ``datamodule.batch_size`` is the global batch
+B and each process holds B/N images. The loss gathers every process's embeddings and labels (in rank
+order: the global batch) and averages the per-anchor terms of its *own* anchors against that global
+pool, so the extra anchors and negatives come from the whole batch, as on one device. The mean of the N
+losses is the one-process loss; the gather's backward sums every process's gradient into the local
+embeddings, so DDP's gradient average is the one-process gradient. The random draws are made on the
+global B × B candidate matrix and sliced to the local rows: with equal generator states the processes
+draw exactly what one process would.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 FORMS = ("paper", "reference")
 
 
+class _GatherWithGradient(torch.autograd.Function):
+    """All processes' (b, ...) tensors concatenated in rank order; the backward sums the gradient of the
+    concatenation over the processes and returns this process's slice (every process holds b rows)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def _global_batch(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor):
+    """``(z1, z2, labels, rows)`` of the global batch and the rows of this process's anchors in it; one
+    process: its own batch and all rows. The samplers give every process the same number of images."""
+    rows = torch.arange(len(labels), device=labels.device)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z1, z2, labels, rows
+    z1, z2 = _GatherWithGradient.apply(z1), _GatherWithGradient.apply(z2)
+    gathered = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, labels.contiguous())
+    return z1, z2, torch.cat(gathered), rows + dist.get_rank() * len(labels)
+
+
 def _draw_without_replacement(
-    candidates: torch.Tensor, count: int, generator: torch.Generator | None
+    candidates: torch.Tensor, count: int, generator: torch.Generator | None, rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, up to ``count`` column indices drawn uniformly without replacement among ``candidates`` (B, B).
 
-    Returns ``(indices (B, k), valid (B, k))`` with ``k = min(count, B)``; ``valid`` is false where a row
-    has fewer candidates than ``count`` (those indices are arbitrary and must be masked).
+    Returns ``(indices (R, k), valid (R, k))`` for the ``rows`` (default: all B) with ``k = min(count, B)``;
+    ``valid`` is false where a row has fewer candidates than ``count`` (those indices are arbitrary and must be
+    masked). The keys are drawn for the whole matrix, so a row's draw does not depend on which rows are kept.
     """
     keys = torch.rand(candidates.shape, generator=generator, device=candidates.device)
+    if rows is not None:
+        keys, candidates = keys[rows], candidates[rows]
     keys = keys.masked_fill(~candidates, float("inf"))
     smallest, indices = keys.topk(min(count, candidates.shape[1]), dim=1, largest=False)
     return indices, torch.isfinite(smallest)
@@ -103,43 +146,47 @@ class BNSLoss(nn.Module):
         dtype = torch.promote_types(emb1.dtype, torch.float32)
         z1 = F.normalize(emb1.to(dtype), dim=1)
         z2 = F.normalize(emb2.to(dtype), dim=1)
-        labels = labels.to(emb1.device)
+        z1, z2, labels, rows = _global_batch(z1, z2, labels.to(emb1.device))
         if self.form == "reference":
-            return self._reference(z1, z2, labels)
-        loss = self._paper_direction(z1, z2, labels, generator)
+            return self._reference(z1, z2, labels, rows)
+        loss = self._paper_direction(z1, z2, labels, generator, rows)
         if self.symmetric:
-            loss = (loss + self._paper_direction(z2, z1, labels, generator)) / 2
+            loss = (loss + self._paper_direction(z2, z1, labels, generator, rows)) / 2
         return loss
 
     def _paper_direction(
-        self, anchors: torch.Tensor, others: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
+        self, anchors: torch.Tensor, others: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None,
+        rows: torch.Tensor,
     ) -> torch.Tensor:
-        """Eq. 12 averaged over anchors: anchors and extra anchors from ``anchors``, v⁺ and v⁻ from ``others``."""
+        """Eq. 12 averaged over the anchors ``rows``: anchors and extra anchors from ``anchors``, v⁺ and v⁻ from
+        ``others`` (all B of them)."""
         batch = anchors.shape[0]
         logits = anchors @ others.T / self.temperature  # logits[k, j] = q_k · v_j / τ
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
-        self_index = torch.arange(batch, device=anchors.device)
         extra, extra_valid = _draw_without_replacement(
-            same & ~torch.eye(batch, dtype=torch.bool, device=anchors.device), self.extra_anchors, generator
+            same & ~torch.eye(batch, dtype=torch.bool, device=anchors.device), self.extra_anchors, generator, rows
         )
-        negative, negative_valid = _draw_without_replacement(~same, self.negatives, generator)
-        negative_mask = torch.zeros_like(same).scatter_(1, negative, negative_valid)
+        negative, negative_valid = _draw_without_replacement(~same, self.negatives, generator, rows)
+        negative_mask = torch.zeros_like(same[rows]).scatter_(1, negative, negative_valid)
 
-        anchor_index = torch.cat([self_index.unsqueeze(1), extra], dim=1)  # (B, 1 + m): {i} ∪ Q⁺_i
-        anchor_valid = torch.cat([torch.ones_like(self_index, dtype=torch.bool).unsqueeze(1), extra_valid], dim=1)
-        positive = F.logsigmoid(logits.T.gather(1, anchor_index))  # log σ(q_k · v⁺_i / τ)
-        negative_terms = F.logsigmoid(-logits)[anchor_index]  # (B, 1 + m, B): log σ(−q_k · v_j / τ)
+        anchor_index = torch.cat([rows.unsqueeze(1), extra], dim=1)  # (R, 1 + m): {i} ∪ Q⁺_i
+        anchor_valid = torch.cat([torch.ones_like(rows, dtype=torch.bool).unsqueeze(1), extra_valid], dim=1)
+        positive = F.logsigmoid(logits.T[rows].gather(1, anchor_index))  # log σ(q_k · v⁺_i / τ)
+        negative_terms = F.logsigmoid(-logits)[anchor_index]  # (R, 1 + m, B): log σ(−q_k · v_j / τ)
         negative_sum = torch.einsum("ikj,ij->ik", negative_terms, negative_mask.to(logits.dtype))
         per_anchor = torch.where(anchor_valid, positive + negative_sum, 0.0).sum(1)
         return -(per_anchor / anchor_valid.sum(1)).mean()
 
-    def _reference(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The released code's loss (module docstring, ``form="reference"``)."""
+    def _reference(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The released code's loss (module docstring, ``form="reference"``), averaged over the anchors of both
+        views of ``rows``."""
         z = torch.cat([z1, z2])
         all_labels = torch.cat([labels, labels])
-        similarity = torch.exp(z @ z.T / self.temperature)
-        same = all_labels.unsqueeze(0) == all_labels.unsqueeze(1)
-        positive_mask = same & ~torch.eye(len(z), dtype=torch.bool, device=z.device)
+        anchors = torch.cat([rows, rows + len(z1)])
+        similarity = torch.exp(z[anchors] @ z.T / self.temperature)
+        same = all_labels[anchors].unsqueeze(1) == all_labels.unsqueeze(0)
+        positive_mask = same.clone()
+        positive_mask[torch.arange(len(anchors), device=z.device), anchors] = False
         positive = (similarity * positive_mask).sum(1) / positive_mask.sum(1).clamp(min=1)
         negative = (similarity * ~same).sum(1) / len(z)
         return -(F.logsigmoid(positive) + F.logsigmoid(-negative)).mean()

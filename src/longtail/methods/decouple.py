@@ -21,6 +21,9 @@ from longtail.methods.base import LongTailModule
 from longtail.methods.erm import ERM
 from longtail.models.heads import LWSHead, TauNormHead
 
+#: checkpoint metadata key: the backbone buffers a recalibrating probe started from (ipdpp.md §3, Q8)
+PRETRAINED_BUFFERS = "pretrained_backbone_buffers"
+
 
 def load_wrapped_classifier(network: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Stage-1 backbone and linear classifier into a network whose head wraps that classifier (LWS, tau-norm)."""
@@ -34,7 +37,9 @@ class ClassifierRetraining(ERM):
     ``reinit_head=False`` keeps training the previous stage's classifier instead (DRO-LT's
     balanced-classifier phase does this). The same stage is BNS's linear probe (ipdpp.md §2);
     ``recalibrate_backbone`` leaves the frozen backbone in train mode, so its BatchNorm statistics
-    move, as the BNS reference probe does (Q8).
+    move, as the BNS reference probe does (Q8). The checkpoint then also keeps the backbone's buffers as
+    loaded (under ``PRETRAINED_BUFFERS``), so that a next stage can start from the pretrained statistics:
+    IP-DPP fine-tunes from the BNS encoder, not the probe's (ipdpp.md §3).
     """
 
     needs_init = True
@@ -44,6 +49,7 @@ class ClassifierRetraining(ERM):
         super().__init__(network, loss, **kwargs)
         self.reinit_head = reinit_head
         self.freeze("network.backbone")
+        self.pretrained_buffers: dict[str, torch.Tensor] | None = None
         if recalibrate_backbone:
             self.recalibrate("network.backbone")
 
@@ -51,6 +57,13 @@ class ClassifierRetraining(ERM):
         load_prefix(self.network.backbone, state_dict, "network.backbone.")
         if not self.reinit_head:
             load_prefix(self.network.head, state_dict, "network.head.")
+        if self.recalibrated:
+            self.pretrained_buffers = {k: v.detach().cpu().clone() for k, v in self.network.backbone.named_buffers()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.pretrained_buffers is not None:
+            checkpoint[CHECKPOINT_KEY][PRETRAINED_BUFFERS] = self.pretrained_buffers
 
 
 class LearnableWeightScaling(ERM):

@@ -76,6 +76,8 @@ class DifficultyNetMetaLearning(LongTailModule):
         virtual_params: ``all`` or ``last_stage`` (virtual step of the last residual stage + head only).
         accuracy_timing: ``after_epoch`` (CIFAR: a = 0 in epoch 0, then the accuracy after each epoch) or
             ``before_epoch`` (ImageNet-LT / Places-LT).
+        meta_augment: give the meta batches the training augmentation; by default they get the evaluation
+            transform, as the reference's meta loaders (the spec is silent, diffnet.md §3).
         lr_groups: learning rate per parameter-name prefix, e.g. ``{network.head: 0.01}`` (Places-LT);
             other parameters use the optimizer's ``lr``.
         **kwargs: see :class:`LongTailModule`.
@@ -92,6 +94,7 @@ class DifficultyNetMetaLearning(LongTailModule):
         meta_step: str = "functional",
         virtual_params: str = "all",
         accuracy_timing: str = "after_epoch",
+        meta_augment: bool = False,
         lr_groups: Mapping[str, float] | None = None,
         **kwargs,
     ):
@@ -108,7 +111,7 @@ class DifficultyNetMetaLearning(LongTailModule):
         self.difficulty_optimizer_factory = difficulty_optimizer
         self.lamda, self.detach_weights, self.meta_step = lamda, detach_weights, meta_step
         self.virtual = last_stage_parameters(network) if virtual_params == "last_stage" else None
-        self.accuracy_timing = accuracy_timing
+        self.accuracy_timing, self.meta_augment = accuracy_timing, meta_augment
         self.lr_groups = dict(lr_groups or {})
         self.register_buffer("accuracy_vector", torch.zeros(num_classes))
         self.pseudo_momentum: dict[str, torch.Tensor] = {}
@@ -143,15 +146,22 @@ class DifficultyNetMetaLearning(LongTailModule):
             self, [f"difficulty_net.{name}" for name, _ in self.difficulty_net.named_parameters()]
         )
 
+    @staticmethod
+    def rank_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The tensors averaged over the data-parallel processes (unchanged in one process). Each process holds an
+        equal shard of the global batch and of the global meta batch, so averaging the virtual-step gradient, the
+        meta-gradient and Difficulty-Net's gradient makes N processes take one process's step (diffnet.md §3)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or not tensors:
+            return tensors
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        torch.distributed.all_reduce(flat)
+        flat /= torch.distributed.get_world_size()
+        return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
     def update_difficulty_net(self, objective: torch.Tensor) -> None:
         """One optimizer step of Difficulty-Net on ∇_φ objective (float32, never loss-scaled), rank-averaged."""
         parameters = list(self.difficulty_net.parameters())
-        grads = torch.autograd.grad(objective, parameters)
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        for parameter, grad in zip(parameters, grads):
-            if distributed:
-                torch.distributed.all_reduce(grad)
-                grad /= torch.distributed.get_world_size()
+        for parameter, grad in zip(parameters, self.rank_mean(list(torch.autograd.grad(objective, parameters)))):
             parameter.grad = grad
         self.optimizers()[1].optimizer.step()
 
@@ -191,19 +201,20 @@ class DifficultyNetMetaLearning(LongTailModule):
         self._meta_batches, self._meta_round = None, 0
 
     def next_meta_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next training-augmented meta batch; the meta loader restarts each epoch from a seed derived
-        from the epoch, so a run resumed at an epoch boundary sees the same meta batches."""
+        """The next meta batch, under the evaluation transform (or the training one with ``meta_augment``); the
+        meta loader restarts each epoch from a seed derived from the epoch, so a run resumed at an epoch boundary
+        sees the same meta batches."""
         datamodule = self.trainer.datamodule
         while True:
             if self._meta_batches is None:
                 epoch = self.current_epoch * 10_000 + self._meta_round
-                self._meta_batches, self._meta_round = iter(datamodule.meta_dataloader(epoch)), self._meta_round + 1
+                self._meta_batches, self._meta_round = iter(datamodule.meta_dataloader(epoch, self.meta_augment)), self._meta_round + 1
             try:
                 images, target = next(self._meta_batches)
                 break
             except StopIteration:
                 self._meta_batches = None
-        transform = datamodule.batch_transforms()[0].to(self.device)
+        transform = datamodule.batch_transforms()[0 if self.meta_augment else 1].to(self.device)
         return self.to_memory_format(transform(images.to(self.device, non_blocking=True))), target.to(self.device)
 
     # ------------------------------------------------------------------ the step
@@ -229,7 +240,8 @@ class DifficultyNetMetaLearning(LongTailModule):
         movable = {n: p for n, p in params.items() if p.requires_grad and (self.virtual is None or n in self.virtual)}
         grads = torch.autograd.grad(self.loss.weighted_mean(per_sample, target, weights.detach()),
                                     list(movable.values()), retain_graph=True, allow_unused=True)
-        grads = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(movable.items(), grads)}
+        grads = dict(zip(movable, self.rank_mean([torch.zeros_like(p) if g is None else g
+                                                  for p, g in zip(movable.values(), grads)])))
         if self.meta_step == "pseudo_optimizer":
             stepped = self._pseudo_step(movable, grads, lrs)
         else:
@@ -242,7 +254,7 @@ class DifficultyNetMetaLearning(LongTailModule):
             meta_criterion = F.cross_entropy(meta_logits, meta_target)
         objective = self.lamda * driver
         if self.meta_step == "functional" and not self.detach_weights:
-            meta_grads = torch.autograd.grad(meta_criterion, list(stepped.values()))
+            meta_grads = self.rank_mean(list(torch.autograd.grad(meta_criterion, list(stepped.values()))))
             tangents = {n: lrs[n] * g for n, g in zip(stepped, meta_grads)}
             slopes = self._directional_derivatives(params, images, target, tangents)
             objective = objective - self.loss.weighted_mean(slopes, target, weights)

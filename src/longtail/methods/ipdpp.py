@@ -24,6 +24,7 @@ from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
 from longtail.data.dpp import KERNEL_SCALES, SAMPLERS, select_subset, subset_class_counts
 from longtail.data.samplers import CappedSubsetSampler
 from longtail.methods.base import LongTailModule
+from longtail.methods.decouple import PRETRAINED_BUFFERS
 from longtail.methods.erm import ERM
 
 PROB_TRANSFORMS = ("test", "train")
@@ -128,13 +129,31 @@ class IPDPPFineTuning(ERM):
                 "pretraining): init_from the probe stage's checkpoint, or set ipdpp.first_probs=current"
             )
         super().init_from_checkpoint(checkpoint)
+        pretrained = checkpoint[CHECKPOINT_KEY].get(PRETRAINED_BUFFERS)
+        if pretrained is not None:
+            self._load_backbone_buffers(pretrained)
+
+    def _load_backbone_buffers(self, buffers: dict[str, torch.Tensor]) -> None:
+        """The encoder's BatchNorm statistics from the BNS stage: a probe run with ``probe.bn_train_mode`` (Q8)
+        moved its own, but fine-tuning starts from the BNS encoder, buffers included (ipdpp.md §3)."""
+        own = dict(self.network.backbone.named_buffers())
+        if set(own) != set(buffers):
+            raise RuntimeError(f"the checkpoint's pretrained backbone buffers do not match this backbone's: "
+                               f"{sorted(set(own) ^ set(buffers))[:5]}")
+        with torch.no_grad():
+            for name, buffer in own.items():
+                buffer.copy_(buffers[name])
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """The encoder and (for the first draw) the probe head; with a recalibrating probe's checkpoint the encoder's
+        buffers are then replaced by the BNS ones (:meth:`init_from_checkpoint`)."""
         load_prefix(self.network.backbone, state_dict, "network.backbone.")
         if self.first_probs == "probe":
             load_prefix(self.probe_head, state_dict, "network.head.")
 
     def on_train_epoch_start(self) -> None:
+        """Draw (initial, or re-draw on schedule) and hand the subset to the sampler; the training loader starts
+        at the epoch's first batch (``EpochStartLoader``), so this epoch serves it with any number of workers."""
         super().on_train_epoch_start()
         epoch = self.current_epoch
         if self.subset is None:
@@ -153,15 +172,22 @@ class IPDPPFineTuning(ERM):
         return sampler
 
     def correct_class_probabilities(self, head: nn.Module) -> np.ndarray:
-        """p_i = softmax(head(features(x_i)))_{y_i} for every training image, in eval mode, in file order."""
+        """p_i = softmax(head(features(x_i)))_{y_i} for every training image, in eval mode, in file order.
+
+        An integer ``trainer.limit_train_batches`` (``debug=smoke``) shortens this pass to as many batches, as it
+        shortens the epoch; the images it does not reach take the mean p of those it does (a debug shortcut: the
+        kernel stays valid, the draw is no longer the paper's)."""
         datamodule = self.trainer.datamodule
         train_transform, eval_transform = datamodule.batch_transforms()
         transform = eval_transform if self.prob_transform == "test" else train_transform
+        limit = getattr(self.trainer, "limit_train_batches", None)
+        max_batches = limit if isinstance(limit, int) else float("inf")
         probs = []
-        for images, target in self.eval_pass(datamodule.train_eval_dataloader(), transform):
+        for images, target in self.eval_pass(datamodule.train_eval_dataloader(), transform, max_batches):
             logits = head(self.network.features(self.to_memory_format(images))).float()
             probs.append(logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1))
-        return torch.cat(probs).cpu().double().numpy()
+        probs = torch.cat(probs).cpu().double().numpy()
+        return np.concatenate([probs, np.full(len(datamodule.train_split) - len(probs), probs.mean())])
 
     def draw(self, epoch: int, head: nn.Module) -> None:
         """Choose the next subset; every rank uses rank 0's choice."""
