@@ -1,14 +1,19 @@
 PYTHON ?= python
 
-.PHONY: setup test run smoke bench
+.PHONY: setup test test-fast run smoke bench
 
 # the two install lines of the README
 setup:
 	$(PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install -e ".[dev]"
 
+# the README's test command (CI: PYTEST_ARGS=--durations=20 prints the 20 slowest tests)
 test:
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+# the edit loop: every module, no test marked slow (training runs, subprocesses, DDP, real data, the bench)
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 run:
 	$(PYTHON) -m longtail.run
