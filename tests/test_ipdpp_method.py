@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import KillAtEpoch, compose_config, read_results, real_cifar10, run
+from fakedata import make_list_dataset
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from scipy.stats import chisquare
 from torch.utils.data import Dataset
@@ -449,3 +450,18 @@ def test_the_bns_step_logs_bns_loss_of_the_projected_views_it_received(tmp_path)
         emb1, emb2 = projector(network.features(torch.cat([view1, view2]))).split(len(labels))
         expected = BNSLoss(extra_anchors=1000, negatives=1000)(emb1, emb2, labels)
     assert record.logged == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_ipdpp_imagenet_lt_runs_its_three_stages_on_list_files_with_two_simclr_views(tmp_path):
+    """ImageNet-LT has no batch augmentation of its own: the experiment hands each stage's SimCLR augmentation to
+    the loader, so BNS gets its two views (it used to get one un-augmented batch and fail to unpack it)."""
+    make_list_dataset(tmp_path / "data", kind="imagenet_lt", counts=(40, 24, 16, 12, 8), val_per_class=2,
+                      test_per_class=2, size=24)  # 100 images: BNS drops its last incomplete batch of 32
+    results = run(["experiment=ipdpp_imagenet_lt", f"datamodule.root={tmp_path / 'data'}", "datamodule.num_classes=5",
+                   "model=resnet10", "datamodule.num_workers=0", "datamodule.persistent_workers=false",
+                   "datamodule.image_size=16", "datamodule.resize=20", "ipdpp.k=3", "stages.probe.sampler.cap=3",
+                   *(f"stages.{s}.augment.size=16" for s in ("bns", "probe", "ipdpp")), *QUICK_SMOKE],
+                  tmp_path / "run")
+    assert results["stage"] == "ipdpp" and results["ipdpp/subset_class_counts"] == [3, 3, 3, 3, 3]
+    assert "linear_probe" in read_results(tmp_path / "run" / "bns" / "results.json")
