@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 from pathlib import Path
@@ -17,6 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def compose_config(overrides=()):
+    """The config ``python -m longtail.run <overrides>`` composes (a fresh copy: composing once per distinct
+    command line keeps the fast tier fast, since many tests compose the same experiments)."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
