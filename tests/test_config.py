@@ -106,3 +106,13 @@ def test_resolved_config_round_trips_through_yaml():
     cfg = compose_config(["experiment=ce_cifar100"])
     for _, stage in stage_configs(cfg):
         assert OmegaConf.to_yaml(stage, resolve=True)
+
+
+def test_make_test_fast_skips_the_slow_tier_and_ci_prints_the_slowest_tests():
+    """The edit loop (README: make test-fast) runs everything but the slow tier; CI runs make test with durations."""
+    makefile = (REPO / "Makefile").read_text()
+    recipes = dict(block.split(":\n", 1) for block in makefile.split("\n\n") if ":\n\t" in block)
+    fast = next(recipe for target, recipe in recipes.items() if target.endswith("test-fast"))
+    assert '-m pytest -q -m "not slow"' in fast
+    assert "make test PYTEST_ARGS=--durations=20" in (REPO / ".ci" / "run").read_text()
+    assert "make test-fast" in (REPO / "README.md").read_text()
