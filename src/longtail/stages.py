@@ -4,7 +4,8 @@ An experiment is an ordered mapping ``stages`` of stage name → overrides of th
 global config (a method, a sampler, a schedule, …). A stage's config is the
 global config with its overrides merged in: a node whose ``_target_`` changes is
 replaced whole, anything else is merged key by key. ``debug`` settings are
-applied last so ``debug=smoke`` shrinks every stage. A stage starts from the
+applied last so ``debug=smoke`` shrinks every stage, after ``schedule.scale`` has scaled each stage's epoch
+counts (:mod:`longtail.schedule_scale`). A stage starts from the
 previous stage's checkpoint, or from the stage named by its ``init_stage``
 (e.g. cRT, LWS and tau-norm side by side, each from the same CE stage). A
 stage set to ``null`` is dropped (an experiment replacing the default ``train``).
@@ -24,6 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from longtail.results import write_results
+from longtail.schedule_scale import scale_stage
 
 log = logging.getLogger("longtail")
 
@@ -59,6 +61,7 @@ def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     for name, overrides in stages:
         keys = [k for k in overrides if k not in STAGE_KEYS]
         stage_cfg = merge_overrides(base, OmegaConf.masked_copy(overrides, keys))
+        stage_cfg = scale_stage(stage_cfg, float(OmegaConf.select(cfg, "schedule.scale", default=1)), name)
         if cfg.get("debug") is not None:
             stage_cfg = merge_overrides(stage_cfg, cfg.debug)
         stage_cfg.stage_name = name
@@ -212,6 +215,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "data_source": datamodule.data_source,
         "checkpoint": selected,
         "selection": f"best {monitor}" if monitor else "last epoch",
+        "epochs": cfg.trainer.max_epochs,
+        "schedule_scale": float(OmegaConf.select(cfg, "schedule.scale", default=1)),
     }
     if monitor and checkpointing.best_model_score is not None:
         results[monitor] = float(checkpointing.best_model_score)
