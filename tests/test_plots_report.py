@@ -35,7 +35,7 @@ def multirun(tmp_path_factory) -> Path:
         f"paths.log_dir={logs}",
     ]
     subprocess.run(command, cwd=logs, check=True, capture_output=True, text=True)
-    (sweep,) = (logs / "multiruns" / "ce_digits").iterdir()
+    (sweep,) = (logs / "multiruns").iterdir()
     return sweep
 
 
@@ -72,7 +72,7 @@ def synthetic_results(num_classes: int = 4) -> dict:
 
 @pytest.mark.slow
 def test_write_run_plots_on_a_real_run(multirun):
-    stage = multirun / "0" / "train"
+    stage = multirun / "0_ce_digits" / "train"
     written = plots.write_run_plots(stage)
     assert {p.name for p in written} == PLOT_NAMES
     assert all(p.parent == stage / "plots" for p in written)
@@ -82,7 +82,7 @@ def test_write_run_plots_on_a_real_run(multirun):
 
 @pytest.mark.slow
 def test_val_curves_read_every_epoch_and_group(multirun):
-    (metrics_csv,) = (multirun / "1" / "train").glob("csv/version_*/metrics.csv")
+    (metrics_csv,) = (multirun / "1_ce_digits" / "train").glob("csv/version_*/metrics.csv")
     curves = plots.read_val_curves(metrics_csv)
     assert set(curves) == {"overall", "many", "medium", "few"}
     assert [epoch for epoch, _ in curves["overall"]] == [0, 1]
@@ -138,7 +138,7 @@ def test_report_groups_seeds_of_a_multirun(multirun, tmp_path, capsys):
     assert len(rows) == 1
     (row,) = rows
     assert row["n_seeds"] == 2 and row["experiment"] == "ce_digits trainer.max_epochs=2"
-    seeds = [json.loads((multirun / str(i) / "results.json").read_text()) for i in (0, 1)]
+    seeds = [json.loads((multirun / f"{i}_ce_digits" / "results.json").read_text()) for i in (0, 1)]
     for key in ("test/acc", "test/acc_many", "test/acc_medium", "test/acc_few", "test/ece"):
         values = [r[key] for r in seeds]
         assert row["mean"][key] == pytest.approx(statistics.mean(values))

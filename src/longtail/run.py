@@ -7,11 +7,13 @@ checkpoint, and points ``<log_dir>/latest`` at the run. ``stage=<name> init_from
 
 A mistake of the user's (a missing data set, a bad value, a wrong checkpoint) ends the run with one message
 and exit status 2, and a run that failed before writing a checkpoint leaves no folder behind; the traceback
-is shown only with ``HYDRA_FULL_ERROR=1``.
+is shown only with ``HYDRA_FULL_ERROR=1``. In a multirun a failing job is recorded and the sweep goes on, and a
+job that finished before is skipped (:mod:`longtail.sweeps`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,11 +24,13 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from longtail.overrides import check_overrides
 from longtail.results import write_results
+from longtail.sweeps import RESULTS, clear_failure, record_failure
 from longtail.table import format_table
 
 log = logging.getLogger("longtail")
@@ -51,12 +55,24 @@ def run(cfg: DictConfig) -> float | None:
 
     quiet_third_party()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun and (output_dir / RESULTS).is_file():  # a restarted sweep: this job finished before
+        print(f"job {shown(output_dir)} finished before: skipped")
+        return sweep_objective(json.loads((output_dir / RESULTS).read_text()), cfg.get("optimized_metric"))
+    clear_failure(output_dir)
     records = {".hydra", f"{HydraConfig.get().job.name}.log"}  # what Hydra writes before the run starts
     fresh = not output_dir.is_dir() or not {p.name for p in output_dir.iterdir()} - records
     try:
         refuse_test_objective(cfg.get("optimized_metric"))
         results = run_experiment(cfg, output_dir)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if multirun and cfg.get("optimized_metric") is None and os.environ.get("HYDRA_FULL_ERROR") != "1":
+            record_failure(output_dir, describe(error))  # the sweep goes on; SweepReport lists it at the end
+            print(f"longtail: error in job {shown(output_dir)}: {describe(error)} (the sweep goes on)",
+                  file=sys.stderr)
+            return None
+        if not isinstance(error, USER_ERRORS):
+            raise
         if fresh and not any(output_dir.rglob("*.ckpt")):
             remove_run_folder(output_dir, Path(cfg.paths.log_dir))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -1,7 +1,7 @@
 """Where runs are and which is newest.
 
 ``python -m longtail.run`` writes each run to ``<log_dir>/runs/<name>/<date>/`` (a sweep job to
-``<log_dir>/multiruns/<name>/<date>/<job>/``) and then points ``<log_dir>/latest`` at it, so the newest
+``<log_dir>/multiruns/<date>/<job number>_<name>/``) and then points ``<log_dir>/latest`` at it, so the newest
 results are always at ``logs/latest/results.json``::
 
     import longtail
