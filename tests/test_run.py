@@ -95,6 +95,9 @@ def test_a_killed_run_resumes_from_last_ckpt_with_the_same_result(tmp_path):
     assert (tmp_path / "killed" / "train" / "checkpoints" / "last.ckpt").is_file()
     resumed = run(common, tmp_path / "killed")
     assert resumed["test/acc"] == pytest.approx(reference["test/acc"])
+    # the training cost survives the kill: every image of the 4 epochs counted once
+    assert resumed["train_images"] == reference["train_images"] == 4 * sum(reference["train_class_counts"])
+    assert resumed["run/train_images"] == resumed["train_images"] and resumed["run/epochs"] == {"train": 4}
     final_ref = torch.load(tmp_path / "reference/train/checkpoints/last.ckpt", weights_only=False)["state_dict"]
     final_res = torch.load(tmp_path / "killed/train/checkpoints/last.ckpt", weights_only=False)["state_dict"]
     for key in final_ref:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import torch
@@ -95,3 +96,33 @@ class RNGState(Callback):
         random.setstate(state_dict["python"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class TrainingCost(Callback):
+    """What a stage's training cost: images processed (every view of a multi-view batch, and the images a step
+    processed besides its batch, e.g. Difficulty-Net's meta batch; summed over DDP processes) and wall seconds
+    of ``fit``. Both survive a resume (they live in the checkpoint)."""
+
+    def __init__(self):
+        self.images, self.seconds, self._started = 0, 0.0, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        inputs = batch[0]
+        views = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        step = sum(len(v) for v in views) + pl_module.side_images_in_step
+        self.images += step * trainer.world_size
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+    def state_dict(self) -> dict:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return {"images": self.images, "seconds": self.seconds + running}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.images, self.seconds = int(state_dict["images"]), float(state_dict["seconds"])

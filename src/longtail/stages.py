@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from longtail.callbacks import TrainingCost
 from longtail.results import write_results
 from longtail.schedule_scale import scale_stage
 
@@ -140,7 +141,7 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, validates: bool):
             checkpointing.monitor = None
     loggers = [instantiate(c, save_dir=str(stage_dir)) for c in cfg.logger.values() if c is not None]
     extra = {} if validates else {"limit_val_batches": 0}
-    callbacks.append(HandBackTestResults(stage_dir / ".test_results.json"))
+    callbacks += [HandBackTestResults(stage_dir / ".test_results.json"), TrainingCost()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir),
                           plugins=checkpoint_plugins(cfg.trainer), **extra)
     return trainer, checkpointing, loggers
@@ -195,6 +196,25 @@ def evaluate_selected(trainer, model, datamodule, selected: str, handback: Path)
     return model.test_results
 
 
+def training_cost(trainer, model) -> dict:
+    """The stage's cost: images processed in training and its wall seconds (:class:`TrainingCost`), the network's
+    parameters and its GFLOPs per test image (multiply-adds, :mod:`longtail.flops`)."""
+    import torch
+
+    from longtail.flops import gflops
+
+    cost = next(c for c in trainer.callbacks if isinstance(c, TrainingCost))
+    numbers = {"train_images": cost.images, "train_seconds": round(cost.seconds, 3),
+               "parameters": sum(p.numel() for p in model.network.parameters())}
+    if model.test_image_shape is not None:
+        image = torch.zeros(1, *model.test_image_shape, device=model.device)
+        was_training = model.training
+        model.eval()
+        numbers["test/gflops"] = gflops(model.predict_logits, model.to_memory_format(image))
+        model.train(was_training)
+    return numbers
+
+
 def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
     """Build, fit, select the checkpoint by the §5 rule, test, and write ``results.json`` and the plots."""
     from longtail.loggers import publish_results
@@ -217,6 +237,7 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "selection": f"best {monitor}" if monitor else "last epoch",
         "epochs": cfg.trainer.max_epochs,
         "schedule_scale": float(OmegaConf.select(cfg, "schedule.scale", default=1)),
+        **training_cost(trainer, model),
     }
     if monitor and checkpointing.best_model_score is not None:
         results[monitor] = float(checkpointing.best_model_score)
@@ -230,12 +251,14 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
 
 
 def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
-    """Run every stage in order; return the last stage's results."""
+    """Run every stage in order; return the last stage's results with the whole run's training cost
+    (``run/train_images``, ``run/train_seconds``, ``run/epochs`` per stage)."""
     import lightning as L
 
     init_from = cfg.get("init_from")
     checkpoints: dict[str, str] = {}
     results: dict = {}
+    totals: dict = {"run/train_images": 0, "run/train_seconds": 0.0, "run/epochs": {}}  # over every stage
     for name, stage_cfg in stage_configs(cfg):
         L.seed_everything(stage_cfg.seed, workers=True)
         if stage_cfg.init_stage is not None:
@@ -251,7 +274,10 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
             if stage_cfg.evaluates is not None:
                 report_probe(output_dir / stage_cfg.evaluates / "results.json", name, results)
         init_from = checkpoints[name] = results["checkpoint"]
-    return results
+        totals["run/train_images"] += results.get("train_images", 0)
+        totals["run/train_seconds"] += results.get("train_seconds", 0.0)
+        totals["run/epochs"][name] = results.get("epochs")
+    return {**results, **totals}
 
 
 def report_probe(evaluated: Path, probe_stage: str, probe_results: dict) -> None:

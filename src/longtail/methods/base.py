@@ -47,6 +47,11 @@ class LongTailModule(L.LightningModule):
     #: False for a post-hoc stage without optimisation (τ-norm): it is validated and saved, not fitted
     requires_training: bool = True
 
+    #: images the last training step processed besides its batch (Difficulty-Net's meta batch), for the cost
+    side_images_in_step: int = 0
+    #: (C, H, W) of the test images, recorded by the test step (for the cost per test image)
+    test_image_shape: tuple[int, ...] | None = None
+
     frozen: tuple[str, ...] = ()
     recalibrated: tuple[str, ...] = ()
 
@@ -151,6 +156,7 @@ class LongTailModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         images, target = batch
+        self.test_image_shape = tuple(images.shape[1:])
         self.test_metrics.update(self.predict_logits(images), target)
 
     def on_validation_epoch_start(self):

@@ -214,6 +214,7 @@ class DifficultyNetMetaLearning(LongTailModule):
                 break
             except StopIteration:
                 self._meta_batches = None
+        self.side_images_in_step = len(images)
         transform = datamodule.batch_transforms()[0 if self.meta_augment else 1].to(self.device)
         return self.to_memory_format(transform(images.to(self.device, non_blocking=True))), target.to(self.device)
 
