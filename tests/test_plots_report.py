@@ -157,7 +157,8 @@ def test_report_groups_seeds_of_a_multirun(multirun, tmp_path, capsys):
 def write_run(folder: Path, overrides: list[str], results: dict, name: str = "ce_digits") -> None:
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"name": name, "seed": 0}))
+    seed = next((int(o.split("=")[1]) for o in overrides if o.startswith("seed=")), 0)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"name": name, "seed": seed}))
     (folder / "results.json").write_text(json.dumps(results))
     (folder / "train").mkdir()
     (folder / "train" / "results.json").write_text(json.dumps({"test/acc": 0.0}))
@@ -184,7 +185,35 @@ def test_report_splits_experiments_and_finds_runs_without_hydra(tmp_path, capsys
     assert same["mean"]["test/acc"] == pytest.approx(0.6) and same["std"]["test/acc"] == pytest.approx(0.1414213562)
     assert math.isnan(same["mean"]["test/acc_few"])
     printed = capsys.readouterr().out
-    assert "| ce_digits loss=focal | 1 | 60.00 ± 0.00 | 90.00 ± 0.00 | 50.00 ± 0.00 | n/a | 10.00 ± 0.00 |" in printed
+    assert "| ce_digits loss=focal | 1 | 60.00 | 90.00 | 50.00 | n/a | 10.00 |" in printed  # one seed: no ±
 
     by_name = report.main([str(tmp_path / "a0"), str(tmp_path / "b0"), "--group-by", "name"])
-    assert [(row["experiment"], row["n_seeds"]) for row in by_name] == [("ce_digits", 2)]
+    assert [(row["experiment"], row["n_seeds"], row["n_runs"]) for row in by_name] == [("ce_digits", 1, 2)]
+
+
+def test_report_counts_distinct_seeds_costs_epochs_stage_folders_and_jobs_without_results(tmp_path, capsys):
+    base = {"test/acc_many": 0.9, "test/acc_medium": 0.5, "test/acc_few": 0.2, "test/ece": 0.1, "parameters": 470000,
+            "test/gflops": 0.07, "run/epochs": {"train": 20, "crt": 1}}
+    write_run(tmp_path / "s0", ["seed=0"], {**base, "test/acc": 0.5, "run/train_images": 2e6, "run/train_seconds": 600})
+    write_run(tmp_path / "s1", ["seed=1"], {**base, "test/acc": 0.7, "run/train_images": 4e6, "run/train_seconds": 1200})
+    write_run(tmp_path / "s1again", ["seed=1"], {**base, "test/acc": 0.6, "run/train_images": 3e6,
+                                                 "run/train_seconds": 900})
+    (tmp_path / "broken" / ".hydra").mkdir(parents=True)
+    (tmp_path / "broken" / "FAILED.txt").write_text("datamodule.imbalance_factor must be >= 1\n\ntraceback")
+    (tmp_path / "killed" / ".hydra").mkdir(parents=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    (row,) = report.main([str(tmp_path / n) for n in ("s0", "s1", "s1again", "broken", "killed")] + [
+        "--json", str(out / "t.json"), "--csv", str(out / "t.csv"), "--plot", str(out / "bars.png"),
+        "--plot-cost", str(out / "cost.png")])
+    assert (row["n_seeds"], row["n_runs"], row["seeds"]) == (2, 3, [0, 1])
+    assert row["mean"]["run/train_images"] == pytest.approx(3e6) and row["epochs"] == {"train": 20, "crt": 1}
+    printed = capsys.readouterr().out
+    assert ("| ce_digits | 2 (3 runs of seeds 0, 1) | 60.00 ± 10.00 | 90.00 ± 0.00 | 50.00 ± 0.00 | 20.00 ± 0.00 | "
+            "10.00 ± 0.00 | 0.47 ± 0.00 | 0.070 ± 0.000 | 3.00 ± 1.00 | 15.0 ± 5.0 | train 20 · crt 1 |") in printed
+    assert "broken: failed: datamodule.imbalance_factor must be >= 1" in printed and "killed: not finished" in printed
+    assert json.loads((out / "t.json").read_text())["rows"][0]["n_seeds"] == 2
+    assert_png(out / "bars.png")
+    assert_png(out / "cost.png")
+    (stage,) = report.main([str(tmp_path / "s0" / "train")])  # a stage folder named on the command line
+    assert stage["experiment"] == "ce_digits [train]" and stage["n_seeds"] == 1

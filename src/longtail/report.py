@@ -5,8 +5,14 @@ folder holding ``results.json`` next to Hydra's ``.hydra/`` (or, for runs made w
 a ``results.json`` whose parent folder holds none, i.e. not a stage folder). Runs are grouped
 into experiments by their Hydra overrides minus ``seed=…`` and path-only keys (``hydra.*``,
 ``paths.*``, ``datamodule.root``, ``init_from``, the progress bar), prefixed by the config's
-``name`` (``--group-by name`` groups by ``name`` alone). The Markdown table shows, per
-experiment, the mean ± sample std (ddof=1) over seeds, accuracies and ECE in %.
+``name`` (``--group-by name`` groups by ``name`` alone); a stage folder named on the command line is a run of
+its own (labelled with its stage). The Markdown table shows, per experiment, the mean ± sample std (ddof=1)
+over seeds (no ± for one seed) of top-1, many / medium / few and ECE (in %), and what it cost: parameters,
+GFLOPs per test image, training images processed over all stages (every SimCLR view and meta batch), training
+wall time, and each stage's epochs. ``n seeds`` counts distinct seeds (two runs of one seed are one seed, and
+the table says so). Job folders without results (failed or unfinished) are listed under the table.
+``--csv``, ``--json`` write the numbers, ``--plot`` a grouped bar chart of top-1 / many / medium / few and
+``--plot-cost`` top-1 against training images processed.
 """
 
 from __future__ import annotations
@@ -22,19 +28,40 @@ import yaml
 
 from longtail.overrides import override_key
 from longtail.runs import find_runs
+from longtail.sweeps import FAILED
 from longtail.table import COLUMNS
 
 IGNORED_PREFIXES = ("hydra.", "paths.")
 IGNORED_KEYS = ("seed", "datamodule.root", "init_from", "trainer.enable_progress_bar")
 OPTIMISTIC_KEY = "test_diag/acc_max"
-LABELS = {**{key: label for label, key in COLUMNS}, OPTIMISTIC_KEY: "max test top-1 over epochs (optimistic)"}
+# the cost columns: key -> (label, divisor, digits); the run's totals fall back to a stage's own numbers
+COST = {"parameters": ("params (M)", 1e6, 2), "test/gflops": ("GFLOPs / image", 1.0, 3),
+        "run/train_images": ("train images (M)", 1e6, 2), "run/train_seconds": ("train time (min)", 60.0, 1)}
+FALLBACK = {"run/train_images": "train_images", "run/train_seconds": "train_seconds"}
+LABELS = {**{key: label for label, key in COLUMNS}, OPTIMISTIC_KEY: "max test top-1 over epochs (optimistic)",
+          **{key: label for key, (label, _, _) in COST.items()}}
+
+
+def hydra_dir_of(run: Path) -> Path | None:
+    """The ``.hydra`` folder of a run folder, or of the run a stage folder belongs to."""
+    return next((folder / ".hydra" for folder in (run, run.parent) if (folder / ".hydra").is_dir()), None)
+
+
+def seed_of(run: Path) -> int | None:
+    hydra_dir = hydra_dir_of(run)
+    if hydra_dir is None or not (hydra_dir / "config.yaml").is_file():
+        return None
+    return (yaml.safe_load((hydra_dir / "config.yaml").read_text()) or {}).get("seed")
 
 
 def experiment_of(run: Path, group_by: str = "overrides") -> str:
-    """The experiment label of a run: ``name`` plus its overrides other than the seed and paths."""
-    hydra_dir = run / ".hydra"
-    if not hydra_dir.is_dir():
+    """The experiment label of a run: ``name`` plus its overrides other than the seed and paths (and the stage,
+    for a stage folder)."""
+    hydra_dir = hydra_dir_of(run)
+    if hydra_dir is None:
         return str(run)
+    if hydra_dir.parent != run:
+        return f"{experiment_of(hydra_dir.parent, group_by)} [{run.name}]"
     config = yaml.safe_load((hydra_dir / "config.yaml").read_text()) if (hydra_dir / "config.yaml").is_file() else {}
     name = str((config or {}).get("name", run.name))
     if group_by == "name":
@@ -56,7 +83,7 @@ def _is_fraction(key: str) -> bool:
 
 
 def _value(results: dict, key: str) -> float:
-    value = results.get(key)
+    value = results.get(key, results.get(FALLBACK.get(key, key)))
     return math.nan if value is None or isinstance(value, (list, dict, str)) else float(value)
 
 
@@ -77,11 +104,16 @@ def aggregate(runs, metric_keys, group_by: str = "overrides") -> list[dict]:
     for experiment, members in groups.items():
         results = [json.loads((run / "results.json").read_text()) for run in members]
         stats = {key: _stats([_value(r, key) for r in results]) for key in metric_keys}
+        seeds = [seed_of(run) for run in members]
+        distinct = len(set(seeds)) if None not in seeds else len(members)
         rows.append(
             {
                 "experiment": experiment,
-                "n_seeds": len(members),
+                "n_seeds": distinct,
+                "n_runs": len(members),
+                "seeds": sorted({s for s in seeds if s is not None}),
                 "runs": [str(run) for run in members],
+                "epochs": results[0].get("run/epochs") or {results[0].get("stage", "train"): results[0].get("epochs")},
                 "mean": {key: mean for key, (mean, _) in stats.items()},
                 "std": {key: std for key, (_, std) in stats.items()},
             }
@@ -89,27 +121,54 @@ def aggregate(runs, metric_keys, group_by: str = "overrides") -> list[dict]:
     return rows
 
 
+def unfinished_jobs(paths) -> list[str]:
+    """Run folders under ``paths`` (Hydra's ``.hydra`` inside) without a ``results.json``: failed (with the first
+    line of their ``FAILED.txt``) or not finished."""
+    found = []
+    for path in map(Path, paths):
+        for hydra_dir in sorted(path.rglob(".hydra")):
+            job = hydra_dir.parent
+            if (job / "results.json").is_file():
+                continue
+            failed = job / FAILED
+            why = f"failed: {failed.read_text().splitlines()[0]}" if failed.is_file() else "not finished"
+            found.append(f"{job}: {why}")
+    return found
+
+
 def _scale(key: str) -> float:
-    return 100.0 if _is_fraction(key) else 1.0
+    return 100.0 if _is_fraction(key) else 1.0 / COST[key][1] if key in COST else 1.0
 
 
-def _cell(mean: float, std: float, key: str) -> str:
+def _cell(mean: float, std: float, key: str, n: int = 2) -> str:
+    """``mean ± std`` in the table's units; the mean alone for one seed."""
     if math.isnan(mean):
         return "n/a"
-    digits = 2 if _is_fraction(key) else 3
-    return f"{_scale(key) * mean:.{digits}f} ± {_scale(key) * std:.{digits}f}"
+    digits = 2 if _is_fraction(key) else COST[key][2] if key in COST else 3
+    value = f"{_scale(key) * mean:.{digits}f}"
+    return value if n <= 1 else f"{value} ± {_scale(key) * std:.{digits}f}"
+
+
+def _seeds_cell(row: dict) -> str:
+    if row.get("n_runs", row["n_seeds"]) == row["n_seeds"]:
+        return str(row["n_seeds"])
+    return f"{row['n_seeds']} ({row['n_runs']} runs of seeds {', '.join(map(str, row['seeds']))})"
+
+
+def _epochs_cell(row: dict) -> str:
+    return " · ".join(f"{stage} {epochs}" for stage, epochs in row.get("epochs", {}).items())
 
 
 def format_report(rows, metric_keys) -> str:
     """The Markdown table: experiment | n seeds | metric (mean ± std) …"""
     labels = [LABELS.get(key, key) for key in metric_keys]
     lines = [
-        "| experiment | n seeds | " + " | ".join(labels) + " |",
-        "|---|---:|" + "|".join("---:" for _ in labels) + "|",
+        "| experiment | n seeds | " + " | ".join(labels) + " | epochs |",
+        "|---|---:|" + "|".join("---:" for _ in labels) + "|---|",
     ]
     for row in rows:
-        cells = [_cell(row["mean"][key], row["std"][key], key) for key in metric_keys]
-        lines.append(f"| {row['experiment']} | {row['n_seeds']} | " + " | ".join(cells) + " |")
+        cells = [_cell(row["mean"][key], row["std"][key], key, row["n_seeds"]) for key in metric_keys]
+        lines.append(f"| {row['experiment']} | {_seeds_cell(row)} | " + " | ".join(cells) + f" | {_epochs_cell(row)} |")
     if OPTIMISTIC_KEY in metric_keys:
         lines.append(f"\n*{LABELS[OPTIMISTIC_KEY]}*: the best test accuracy seen during training, i.e. chosen on the "
                      "test set; the other columns come from the checkpoint selected on validation.")
@@ -131,11 +190,36 @@ def write_csv(rows, metric_keys, path) -> None:
             writer.writerow([row["experiment"], row["n_seeds"], *values])
 
 
-def plot_report(rows, metric_keys, path):
-    """Grouped bars (one colour per experiment) of the %-valued metrics with ±std error bars; saved as PNG."""
+def write_json(rows, metric_keys, path) -> None:
+    """The rows as JSON (results units: fractions for accuracies), with the metric keys and their labels."""
+    labels = {key: LABELS.get(key, key) for key in metric_keys}
+    Path(path).write_text(json.dumps({"metrics": labels, "rows": rows}, indent=1, default=str))
+
+
+def plot_cost(rows, path, accuracy: str = "test/acc", cost: str = "run/train_images"):
+    """Top-1 (± std over seeds) against training images processed, one point per experiment; saved as PNG."""
     from matplotlib.figure import Figure
 
-    keys = [key for key in metric_keys if _is_fraction(key)] or list(metric_keys)
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for row in rows:
+        x, y, err = row["mean"].get(cost, math.nan) / 1e6, 100 * row["mean"][accuracy], 100 * row["std"][accuracy]
+        ax.errorbar([x], [y], yerr=[0 if math.isnan(err) else err], fmt="o", capsize=3,
+                    label=f"{row['experiment']} (n={row['n_seeds']})")
+    ax.set_xlabel("training images processed, all stages (M)")
+    ax.set_ylabel("test top-1 (%, mean ± std over seeds)")
+    ax.set_title("accuracy against training cost")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def plot_report(rows, metric_keys, path):
+    """Grouped bars (one colour per experiment) of top-1 and the many / medium / few accuracies with ±std error
+    bars; saved as PNG."""
+    from matplotlib.figure import Figure
+
+    keys = [key for key in metric_keys if _is_fraction(key) and key != "test/ece"] or list(metric_keys)
     width = 0.8 / max(len(rows), 1)
     fig = Figure(figsize=(max(6, 1.5 * len(keys) + 0.4 * len(rows)), 4.5))
     ax = fig.add_subplot()
@@ -163,7 +247,9 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m longtail.report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run folders, multirun folders or folders above them")
     parser.add_argument("--csv", help="also write the numbers to this CSV file")
-    parser.add_argument("--plot", help="also write a bar chart (PNG) with ±std error bars")
+    parser.add_argument("--plot", help="also write a bar chart (PNG) of top-1 / many / medium / few, ±std")
+    parser.add_argument("--plot-cost", help="also write top-1 against training images processed (PNG)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--metric-keys", nargs="+", default=None,
                         help="results.json keys (default: the test table, plus the optimistic max-over-epochs column "
                              "when runs logged it with logging.test_every_epoch=true)")
@@ -174,15 +260,22 @@ def main(argv=None) -> list[dict]:
     if not runs:
         parser.error(f"no results.json found under {' '.join(args.paths)}")
     if args.metric_keys is None:
-        args.metric_keys = [key for _, key in COLUMNS]
+        args.metric_keys = [key for _, key in COLUMNS] + list(COST)
         if any(OPTIMISTIC_KEY in json.loads((run / "results.json").read_text()) for run in runs):
             args.metric_keys.append(OPTIMISTIC_KEY)
     rows = aggregate(runs, args.metric_keys, args.group_by)
     print(format_report(rows, args.metric_keys))
+    missing = unfinished_jobs(args.paths)
+    if missing:
+        print("\nwithout results (not in the table):\n" + "\n".join(f"- {line}" for line in missing))
     if args.csv:
         write_csv(rows, args.metric_keys, args.csv)
+    if args.json:
+        write_json(rows, args.metric_keys, args.json)
     if args.plot:
         plot_report(rows, args.metric_keys, args.plot)
+    if args.plot_cost:
+        plot_cost(rows, args.plot_cost)
     return rows
 
 

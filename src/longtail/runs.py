@@ -109,14 +109,14 @@ def _pointed_run(root: Path) -> Path | None:
 def find_runs(paths) -> list[Path]:
     """Every run folder under ``paths`` (a run folder, a ``results.json``, or any folder above runs), sorted and
     de-duplicated: a folder with a ``results.json`` that is Hydra's run folder (``.hydra``) or not a stage folder
-    inside one."""
+    inside one; a folder named itself (or its ``results.json``) counts whatever it is, a stage folder too."""
     found = set()
     for path in map(Path, paths):
-        files = [path] if path.is_file() else [path / "results.json", *path.rglob("*/results.json")]
-        for file in files:
+        named = path if path.is_file() else path / "results.json"
+        if named.is_file():
+            found.add(named.parent.resolve())
+        for file in ([] if path.is_file() else path.rglob("*/results.json")):
             folder = file.parent
-            if not file.is_file():
-                continue
             if (folder / ".hydra").is_dir() or not (
                     (folder.parent / "results.json").is_file() or (folder.parent / ".hydra").is_dir()):
                 found.add(folder.resolve())
