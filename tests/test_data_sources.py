@@ -200,6 +200,7 @@ def cifar100_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_cifar100_pickles_full_size(cifar100_root):
     source = CIFARSource(cifar100_root, num_classes=100)
     assert source.num_classes == 100 and len(source.class_names) == 100

@@ -50,6 +50,7 @@ def assert_protocol_indices(dm: LongTailDataModule, labels: torch.Tensor) -> Non
         assert train.ids[train.labels == c].tolist() == in_file_order[:n_c].tolist()
 
 
+@pytest.mark.slow
 def test_cifar100_protocol_on_pickles(fake_cifar100):
     dm = cifar(fake_cifar100, 100)
     assert (sum(dm.class_counts), min(dm.class_counts), len(dm.val_split)) == (10302, 4, 2500)

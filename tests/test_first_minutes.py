@@ -164,6 +164,7 @@ def _readme_commands() -> list[list[str]]:
     return [c.split() for c in sorted(filled)]
 
 
+@pytest.mark.slow
 def test_every_command_in_the_readme_composes():
     """README truth: each command's keys, options and value types exist as written (stage=drolt_robust …)."""
     commands = _readme_commands()
