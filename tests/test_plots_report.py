@@ -217,3 +217,17 @@ def test_report_counts_distinct_seeds_costs_epochs_stage_folders_and_jobs_withou
     assert_png(out / "cost.png")
     (stage,) = report.main([str(tmp_path / "s0" / "train")])  # a stage folder named on the command line
     assert stage["experiment"] == "ce_digits [train]" and stage["n_seeds"] == 1
+
+
+@pytest.mark.slow
+def test_report_table_goes_to_wandb_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    base = {"test/acc": 0.5, "test/acc_many": 0.9, "test/acc_medium": 0.5, "test/acc_few": 0.2, "test/ece": 0.1}
+    write_run(tmp_path / "runs" / "s0", ["seed=0"], base)
+    report.main([str(tmp_path / "runs"), "--plot", str(tmp_path / "bars.png"), "--wandb", "longtail-report"])
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(offline.rglob("*table.json")) and list(offline.rglob("*.png"))
+    assert f"W&B run: {offline}" in capsys.readouterr().out

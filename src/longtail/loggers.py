@@ -38,3 +38,17 @@ def publish_results(loggers, config: dict, results: dict, plots: list[Path]) -> 
         if plots:
             logger.log_image(key="plots", images=[str(p) for p in plots], caption=[p.stem for p in plots])
         logger.experiment.finish()
+
+
+def publish_report(project: str, save_dir: str, columns: list[str], data: list[list], images: list[Path]) -> Path:
+    """Send a ``longtail.report`` table (and its plots) to W&B as one run, offline unless the user has logged in;
+    returns the run's local folder."""
+    import wandb
+
+    mode = "offline" if os.environ.get("WANDB_MODE") == "offline" or not wandb_logged_in() else "online"
+    run = wandb.init(project=project, dir=save_dir, mode=mode, job_type="report")
+    run.log({"report/table": wandb.Table(columns=columns, data=data),
+             **{f"report/{p.stem}": wandb.Image(str(p)) for p in images}})
+    folder = Path(run.dir).parent
+    run.finish()
+    return folder

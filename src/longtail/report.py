@@ -161,14 +161,9 @@ def _epochs_cell(row: dict) -> str:
 
 def format_report(rows, metric_keys) -> str:
     """The Markdown table: experiment | n seeds | metric (mean ± std) …"""
-    labels = [LABELS.get(key, key) for key in metric_keys]
-    lines = [
-        "| experiment | n seeds | " + " | ".join(labels) + " | epochs |",
-        "|---|---:|" + "|".join("---:" for _ in labels) + "|---|",
-    ]
-    for row in rows:
-        cells = [_cell(row["mean"][key], row["std"][key], key, row["n_seeds"]) for key in metric_keys]
-        lines.append(f"| {row['experiment']} | {_seeds_cell(row)} | " + " | ".join(cells) + f" | {_epochs_cell(row)} |")
+    header, data = table_rows(rows, metric_keys)
+    lines = ["| " + " | ".join(header) + " |", "|---|---:|" + "|".join("---:" for _ in metric_keys) + "|---|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in data]
     if OPTIMISTIC_KEY in metric_keys:
         lines.append(f"\n*{LABELS[OPTIMISTIC_KEY]}*: the best test accuracy seen during training, i.e. chosen on the "
                      "test set; the other columns come from the checkpoint selected on validation.")
@@ -250,6 +245,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--plot", help="also write a bar chart (PNG) of top-1 / many / medium / few, ±std")
     parser.add_argument("--plot-cost", help="also write top-1 against training images processed (PNG)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--wandb", metavar="PROJECT",
+                        help="also send the table and the plots to W&B as a run of PROJECT (offline unless logged in)")
     parser.add_argument("--metric-keys", nargs="+", default=None,
                         help="results.json keys (default: the test table, plus the optimistic max-over-epochs column "
                              "when runs logged it with logging.test_every_epoch=true)")
@@ -276,7 +273,22 @@ def main(argv=None) -> list[dict]:
         plot_report(rows, args.metric_keys, args.plot)
     if args.plot_cost:
         plot_cost(rows, args.plot_cost)
+    if args.wandb:
+        from longtail.loggers import publish_report
+
+        header, data = table_rows(rows, args.metric_keys)
+        images = [Path(p) for p in (args.plot, args.plot_cost) if p]
+        print(f"W&B run: {publish_report(args.wandb, str(Path.cwd()), header, data, images)}")
     return rows
+
+
+def table_rows(rows, metric_keys) -> tuple[list[str], list[list]]:
+    """The Markdown table's header and cells, as W&B (or any table widget) takes them."""
+    header = ["experiment", "n seeds", *(LABELS.get(key, key) for key in metric_keys), "epochs"]
+    data = [[row["experiment"], _seeds_cell(row),
+             *(_cell(row["mean"][key], row["std"][key], key, row["n_seeds"]) for key in metric_keys),
+             _epochs_cell(row)] for row in rows]
+    return header, data
 
 
 if __name__ == "__main__":
