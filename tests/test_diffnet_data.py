@@ -106,3 +106,21 @@ def test_meta_batches_are_balanced_set_batches_of_the_configured_size():
     labels = torch.cat([b[1] for b in batches])
     assert np.bincount(labels.numpy()).tolist() == [25] * 10
     assert not torch.equal(labels, torch.cat([b[1] for b in dm.meta_dataloader(epoch=1)]))
+
+
+def test_under_the_standard_protocol_the_held_out_set_is_the_meta_set_too():
+    """One split for every method (issue 18): with val=heldout, Difficulty-Net's meta and accuracy sets are the
+    held-out validation images, none of them trained on; without a held-out set a clear error says what to set."""
+    dm = LongTailDataModule(DigitsSource, 10, channels=1, imbalance_factor=10, val="heldout", val_per_class=10)
+    dm.setup()
+    def images(split):
+        return sorted(img.numpy().tobytes() for img in split.images)
+
+    assert images(dm.meta_split) == images(dm.val_split) and dm.protocol == "heldout"
+    labels = torch.cat([y for _, y in dm.meta_eval_dataloader()])
+    assert np.bincount(labels.numpy()).tolist() == [10] * 10
+    assert not set(images(dm.meta_split)) & set(images(dm.train_split))
+    without = LongTailDataModule(DigitsSource, 10, channels=1, imbalance_factor=10, val="source")
+    without.setup()
+    with pytest.raises(ValueError, match="set datamodule.protocol=diffnet .* or datamodule.val=heldout"):
+        without.meta_dataloader()

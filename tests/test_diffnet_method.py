@@ -512,3 +512,13 @@ def test_two_process_ddp_takes_the_one_process_steps(tmp_path):
     assert one.keys() == two.keys()
     for key in one:
         assert torch.allclose(one[key].float(), two[key].float(), rtol=1e-4, atol=1e-6), key
+
+
+@pytest.mark.slow
+def test_difficulty_net_runs_on_the_shared_held_out_split(tmp_path):
+    """Under protocol=ldam with val=heldout (one split for every method) the held-out set is Difficulty-Net's
+    meta and accuracy set."""
+    overrides = [o for o in DIFFNET_DIGITS if o != "datamodule.protocol=diffnet"]
+    results = run([*overrides, "datamodule.val=heldout", "datamodule.imbalance_factor=10"], tmp_path)
+    stage1 = read_results(tmp_path / "train" / "results.json")
+    assert stage1["protocol"] == results["protocol"] == "heldout" and len(stage1["diffnet/accuracy_vector"]) == 10

@@ -54,6 +54,10 @@ def _whole_batch(batch):
     return batch
 
 
+NO_META_SET = ("this data module has no meta set: set datamodule.protocol=diffnet (Difficulty-Net's own split) or "
+               "datamodule.val=heldout (the held-out validation set is then the meta set too)")
+
+
 class _StartAtFirstBatch:
     """An iterator that calls ``start()`` (which returns the real one) only when its first item is asked for."""
 
@@ -221,9 +225,10 @@ class LongTailDataModule(L.LightningDataModule):
         return lt_subsample(labels, counts, seed=self.subset_seed)
 
     def _ldam_splits(self, train):
-        if self.val_mode == "heldout":
+        if self.val_mode == "heldout":  # the held-out set is also the meta / accuracy set a method may ask for
             keep, held = heldout_split(train.labels, self.val_per_class)
-            self.val_split, train = train.subset(held), train.subset(keep)
+            self.val_split = self.meta_split = train.subset(held)
+            train = train.subset(keep)
         elif self.val_mode == "source":
             self.val_split = self.source.load("val")
         return self._long_tailed(train, self._seeded_subsample)
@@ -317,10 +322,11 @@ class LongTailDataModule(L.LightningDataModule):
         return self._loader(self.train_split, train=False)
 
     def meta_dataloader(self, epoch: int = 0, augment: bool = True) -> DataLoader:
-        """Shuffled batches of the meta set (``protocol=diffnet``), reshuffled per ``epoch``; file images get the
+        """Shuffled batches of the meta set (``protocol=diffnet``, or the held-out set of ``val=heldout``),
+        reshuffled per ``epoch``; file images get the
         training crop with ``augment`` and the test resize-and-centre-crop without it."""
         if self.meta_split is None:
-            raise ValueError("this data module has no meta set: set datamodule.protocol=diffnet")
+            raise ValueError(NO_META_SET)
         sampler = InstanceSampler(labels=self.meta_split.labels, seed=self.seed + 7919)
         sampler.set_epoch(epoch)
         return self._loader(self.meta_split, train=augment, sampler=sampler,
@@ -329,7 +335,7 @@ class LongTailDataModule(L.LightningDataModule):
     def meta_eval_dataloader(self) -> DataLoader:
         """The meta set without augmentation, for the per-class accuracy vector (every image once)."""
         if self.meta_split is None:
-            raise ValueError("this data module has no meta set: set datamodule.protocol=diffnet")
+            raise ValueError(NO_META_SET)
         return self._loader(self.meta_split, train=False)
 
     def val_dataloader(self):
