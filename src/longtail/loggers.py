@@ -51,4 +51,5 @@ def publish_report(project: str, save_dir: str, columns: list[str], data: list[l
              **{f"report/{p.stem}": wandb.Image(str(p)) for p in images}})
     folder = Path(run.dir).parent
     run.finish()
+    wandb.teardown()  # no W&B state (mode, folders) left in this process for a later run
     return folder
