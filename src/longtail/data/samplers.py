@@ -30,12 +30,14 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from longtail.distributed import is_distributed
+
 Labels = Sequence[int] | np.ndarray | torch.Tensor
 
 
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     """Fill missing ``num_replicas``/``rank`` from torch.distributed, else 1/0, and check them."""
-    initialised = dist.is_available() and dist.is_initialized()
+    initialised = is_distributed()
     if num_replicas is None:
         num_replicas = dist.get_world_size() if initialised else 1
     if rank is None:

@@ -45,6 +45,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from longtail.distributed import is_distributed
+
 FORMS = ("paper", "reference")
 
 
@@ -70,7 +72,7 @@ def _global_batch(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor):
     """``(z1, z2, labels, rows)`` of the global batch and the rows of this process's anchors in it; one
     process: its own batch and all rows. The samplers give every process the same number of images."""
     rows = torch.arange(len(labels), device=labels.device)
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed() or dist.get_world_size() == 1:
         return z1, z2, labels, rows
     z1, z2 = _GatherWithGradient.apply(z1), _GatherWithGradient.apply(z2)
     gathered = [torch.empty_like(labels) for _ in range(dist.get_world_size())]

@@ -134,6 +134,12 @@ class LongTailModule(L.LightningModule):
         self.recalibrated = tuple(dict.fromkeys(self.recalibrated + names))
         self.train(self.training)
 
+    def debug_batch_limit(self) -> float:
+        """How many batches a pass over the training data may take outside an epoch: an integer
+        ``trainer.limit_train_batches`` (``debug=smoke``) caps it as it caps the epoch, else no limit."""
+        limit = getattr(self.trainer, "limit_train_batches", None)
+        return limit if isinstance(limit, int) else float("inf")
+
     def eval_pass(self, loader, transform: nn.Module, max_batches: float = float("inf")):
         """Yield ``(transform(images), target)`` on this module's device for up to ``max_batches`` batches of
         ``loader``, with the module in eval mode and no gradient; the previous mode is restored afterwards

@@ -30,6 +30,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from longtail.distributed import rank_mean
 from longtail.losses import difficulty_class_weights, driver_loss
 from longtail.methods.base import LongTailModule
 
@@ -146,22 +147,12 @@ class DifficultyNetMetaLearning(LongTailModule):
             self, [f"difficulty_net.{name}" for name, _ in self.difficulty_net.named_parameters()]
         )
 
-    @staticmethod
-    def rank_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The tensors averaged over the data-parallel processes (unchanged in one process). Each process holds an
-        equal shard of the global batch and of the global meta batch, so averaging the virtual-step gradient, the
-        meta-gradient and Difficulty-Net's gradient makes N processes take one process's step (diffnet.md §3)."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or not tensors:
-            return tensors
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        torch.distributed.all_reduce(flat)
-        flat /= torch.distributed.get_world_size()
-        return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
-
     def update_difficulty_net(self, objective: torch.Tensor) -> None:
-        """One optimizer step of Difficulty-Net on ∇_φ objective (float32, never loss-scaled), rank-averaged."""
+        """One optimizer step of Difficulty-Net on ∇_φ objective (float32, never loss-scaled), rank-averaged. Each
+        process holds an equal shard of the global batch and meta batch, so averaging this gradient, the virtual
+        step's and the meta-gradient makes N processes take one process's step (diffnet.md §3)."""
         parameters = list(self.difficulty_net.parameters())
-        for parameter, grad in zip(parameters, self.rank_mean(list(torch.autograd.grad(objective, parameters)))):
+        for parameter, grad in zip(parameters, rank_mean(list(torch.autograd.grad(objective, parameters)))):
             parameter.grad = grad
         self.optimizers()[1].optimizer.step()
 
@@ -241,7 +232,7 @@ class DifficultyNetMetaLearning(LongTailModule):
         movable = {n: p for n, p in params.items() if p.requires_grad and (self.virtual is None or n in self.virtual)}
         grads = torch.autograd.grad(self.loss.weighted_mean(per_sample, target, weights.detach()),
                                     list(movable.values()), retain_graph=True, allow_unused=True)
-        grads = dict(zip(movable, self.rank_mean([torch.zeros_like(p) if g is None else g
+        grads = dict(zip(movable, rank_mean([torch.zeros_like(p) if g is None else g
                                                   for p, g in zip(movable.values(), grads)])))
         if self.meta_step == "pseudo_optimizer":
             stepped = self._pseudo_step(movable, grads, lrs)
@@ -255,7 +246,7 @@ class DifficultyNetMetaLearning(LongTailModule):
             meta_criterion = F.cross_entropy(meta_logits, meta_target)
         objective = self.lamda * driver
         if self.meta_step == "functional" and not self.detach_weights:
-            meta_grads = self.rank_mean(list(torch.autograd.grad(meta_criterion, list(stepped.values()))))
+            meta_grads = rank_mean(list(torch.autograd.grad(meta_criterion, list(stepped.values()))))
             tangents = {n: lrs[n] * g for n, g in zip(stepped, meta_grads)}
             slopes = self._directional_derivatives(params, images, target, tangents)
             objective = objective - self.loss.weighted_mean(slopes, target, weights)

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from longtail.checkpoint import load_prefix
+from longtail.distributed import is_distributed
 from longtail.losses import class_centroids, frequency_weights
 from longtail.methods.base import LongTailModule
 from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
@@ -131,10 +132,8 @@ class DROLT(LongTailModule):
             loader.sampler.set_epoch(self.current_epoch + 1_000_003)
         else:
             loader, transform = datamodule.train_eval_dataloader(), eval_transform
-        limit = getattr(self.trainer, "limit_train_batches", None)
-        max_batches = getattr(self.trainer, "num_training_batches", float("inf"))
-        if not self.trainer.training:
-            max_batches = limit if isinstance(limit, int) else float("inf")
+        max_batches = (getattr(self.trainer, "num_training_batches", float("inf")) if self.trainer.training
+                       else self.debug_batch_limit())
         features, labels = [], []
         for images, target in self.eval_pass(loader, transform, max_batches):
             features.append(self.features_and_logits(images)[0])
@@ -144,7 +143,7 @@ class DROLT(LongTailModule):
 
     def _gathered(self, values: torch.Tensor) -> torch.Tensor:
         """Every rank's values under DDP (samplers give all ranks equal shares), else the values themselves."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if is_distributed():
             return self.all_gather(values).flatten(0, 1)
         return values
 

@@ -180,10 +180,8 @@ class IPDPPFineTuning(ERM):
         datamodule = self.trainer.datamodule
         train_transform, eval_transform = datamodule.batch_transforms()
         transform = eval_transform if self.prob_transform == "test" else train_transform
-        limit = getattr(self.trainer, "limit_train_batches", None)
-        max_batches = limit if isinstance(limit, int) else float("inf")
         probs = []
-        for images, target in self.eval_pass(datamodule.train_eval_dataloader(), transform, max_batches):
+        for images, target in self.eval_pass(datamodule.train_eval_dataloader(), transform, self.debug_batch_limit()):
             logits = head(self.network.features(self.to_memory_format(images))).float()
             probs.append(logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1))
         probs = torch.cat(probs).cpu().double().numpy()
