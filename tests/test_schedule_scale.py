@@ -76,3 +76,13 @@ def test_a_stage_scaled_to_zero_epochs_is_refused_with_the_smallest_scale_that_k
 def test_smoke_still_shrinks_a_scaled_run():
     smoke = stages("drolt_cifar10", "schedule.scale=0.1", "debug=smoke")
     assert all(stage["trainer"]["max_epochs"] == 2 for stage in smoke.values())
+
+
+def test_a_floor_keeps_a_short_stage_that_the_scale_would_drop():
+    """schedule.min_epochs (the suites set 1): RIDE's 5-epoch router keeps one epoch at scale 0.04; the other
+    stages are scaled as without the floor."""
+    floored = stages("ride_cifar10", "schedule.scale=0.04", "schedule.min_epochs=1")
+    assert floored["router"]["trainer"]["max_epochs"] == 1
+    assert floored["train"]["trainer"]["max_epochs"] == 8 and floored["train"]["method"]["scheduler"]["milestones"] == [6, 7]
+    with pytest.raises(ValueError, match="schedule.min_epochs=1"):
+        stages("ride_cifar10", "schedule.scale=0.04")

@@ -199,6 +199,17 @@ def _leaf_paths(node: DictConfig, prefix: str = ""):
             yield path
 
 
+#: overrides that say where files are or how the console looks, not what a run computes
+PLACE_ONLY_PREFIXES = ("hydra.", "paths.")
+PLACE_ONLY_KEYS = ("datamodule.root", "init_from", "trainer.enable_progress_bar")
+
+
+def job_identity(overrides) -> list[str]:
+    """A run's overrides that change what it computes, sorted: two jobs with the same identity are the same job."""
+    return sorted(o for o in overrides or []
+                  if override_key(o) not in PLACE_ONLY_KEYS and not override_key(o).startswith(PLACE_ONLY_PREFIXES))
+
+
 def override_key(line: str) -> str:
     """The key an override line sets: ``+a.b=1`` → ``a.b``."""
     return line.split("=", 1)[0].lstrip("+~")

@@ -11,6 +11,9 @@ over seeds (no ± for one seed) of top-1, many / medium / few and ECE (in %), an
 GFLOPs per test image, training images processed over all stages (every SimCLR view and meta batch), training
 wall time, and each stage's epochs. ``n seeds`` counts distinct seeds (two runs of one seed are one seed, and
 the table says so). Job folders without results (failed or unfinished) are listed under the table.
+A run whose results list ``table_rows`` (a suite's jobs, ``conf/suite``) gives one row per listed stage, labelled
+as listed; what every row shares (protocol, selection rule, overrides) is said once above the table, each paper's
+protocol difference in a footnote, and the published top-1 in a last column.
 ``--csv``, ``--json`` write the numbers, ``--plot`` a grouped bar chart of top-1 / many / medium / few and
 ``--plot-cost`` top-1 against training images processed.
 """
@@ -26,18 +29,18 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from longtail.overrides import override_key
+from longtail.overrides import job_identity, override_key
 from longtail.runs import find_runs
 from longtail.sweeps import FAILED
 from longtail.table import COLUMNS
 
-IGNORED_PREFIXES = ("hydra.", "paths.")
-IGNORED_KEYS = ("seed", "datamodule.root", "init_from", "trainer.enable_progress_bar")
 OPTIMISTIC_KEY = "test_diag/acc_max"
+PUBLISHED = "published top-1"
 # the cost columns: key -> (label, divisor, digits); the run's totals fall back to a stage's own numbers
 COST = {"parameters": ("params (M)", 1e6, 2), "test/gflops": ("GFLOPs / image", 1.0, 3),
         "run/train_images": ("train images (M)", 1e6, 2), "run/train_seconds": ("train time (min)", 60.0, 1)}
-FALLBACK = {"run/train_images": "train_images", "run/train_seconds": "train_seconds"}
+FALLBACK = {"run/train_images": "train_images", "run/train_seconds": "train_seconds",
+            "test/gflops": "test/gflops_all_experts"}
 LABELS = {**{key: label for label, key in COLUMNS}, OPTIMISTIC_KEY: "max test top-1 over epochs (optimistic)",
           **{key: label for key, (label, _, _) in COST.items()}}
 
@@ -54,26 +57,90 @@ def seed_of(run: Path) -> int | None:
     return (yaml.safe_load((hydra_dir / "config.yaml").read_text()) or {}).get("seed")
 
 
-def experiment_of(run: Path, group_by: str = "overrides") -> str:
-    """The experiment label of a run: ``name`` plus its overrides other than the seed and paths (and the stage,
-    for a stage folder)."""
+def overrides_of(run: Path) -> list[str]:
+    """The overrides that tell a run's experiment apart: what it computes, less the seed. Those its results.json
+    recorded come first (Hydra rewrites ``.hydra/overrides.yaml`` whenever a sweep comes back to the folder)."""
+    recorded = json.loads((run / "results.json").read_text()).get("overrides") if (run / "results.json").is_file() else None
+    hydra_dir = hydra_dir_of(run)
+    overrides_file = hydra_dir / "overrides.yaml" if hydra_dir is not None else None
+    if recorded is not None:
+        overrides = recorded
+    elif overrides_file and overrides_file.is_file():
+        overrides = yaml.safe_load(overrides_file.read_text())
+    else:
+        overrides = []
+    return [o for o in job_identity(overrides) if override_key(o) != "seed"]
+
+
+def job_number(run: Path) -> int:
+    """A sweep job's number (the sweep's order: a suite's methods as it lists them); -1 outside a sweep."""
+    hydra_file = run / ".hydra" / "hydra.yaml"
+    if not hydra_file.is_file():
+        return -1
+    number = ((yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("job") or {}).get("num")
+    return -1 if number is None else int(number)
+
+
+def name_of(run: Path) -> str:
+    """A run's config ``name``; a stage folder's is its run's with ``[stage]``, a run without Hydra's its path."""
     hydra_dir = hydra_dir_of(run)
     if hydra_dir is None:
         return str(run)
     if hydra_dir.parent != run:
-        return f"{experiment_of(hydra_dir.parent, group_by)} [{run.name}]"
+        return f"{experiment_of(hydra_dir.parent)} [{run.name}]"
     config = yaml.safe_load((hydra_dir / "config.yaml").read_text()) if (hydra_dir / "config.yaml").is_file() else {}
-    name = str((config or {}).get("name", run.name))
-    if group_by == "name":
-        return name
-    overrides_file = hydra_dir / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    kept = sorted(
-        o
-        for o in overrides or []
-        if override_key(o) not in IGNORED_KEYS and not override_key(o).startswith(IGNORED_PREFIXES)
-    )
-    return " ".join([name, *kept])
+    return str((config or {}).get("name", run.name))
+
+
+def experiment_of(run: Path, group_by: str = "overrides") -> str:
+    """The experiment label of a run: ``name`` plus its overrides other than the seed and paths (and the stage,
+    for a stage folder)."""
+    own = group_by != "name" and hydra_dir_of(run) == run / ".hydra"
+    return " ".join([name_of(run), *(overrides_of(run) if own else [])])
+
+
+def routed(results: dict) -> dict:
+    """A router stage's results seen through the router (``view: router``): its routed accuracies and GFLOPs."""
+    view = {key: value for key, value in results.items() if not key.startswith(("test/acc", "test/ece", "test/gflops"))}
+    for key, value in results.items():
+        if key.startswith("test/acc_router"):
+            view[key.replace("test/acc_router", "test/acc")] = value
+    view["test/gflops"] = results.get("test/gflops_router")
+    return view
+
+
+def table_entries(runs, group_by: str = "overrides") -> list[dict]:
+    """One entry per table row a run gives: ``name`` and ``overrides`` (which label it), ``results``, ``seed``,
+    ``published`` top-1 (%) and ``note`` (how the paper's protocol differed). A run whose results list
+    ``table_rows`` (a suite's jobs: CE, cRT, LWS and tau-norm from one CE stage) gives a row per listed stage, named
+    as listed (``experiment=`` then goes without saying); any other run gives one row, its last stage."""
+    entries = []
+    for run in sorted(runs, key=lambda run: (job_number(run), str(run))):
+        results = json.loads((run / "results.json").read_text())
+        own = group_by != "name" and hydra_dir_of(run) == run / ".hydra"
+        base = {"run": str(run), "seed": seed_of(run), "note": results.get("paper_protocol_note"), "published": None,
+                "protocol": results.get("shared_protocol"),
+                "overrides": overrides_of(run) if own else []}
+        rows = results.get("table_rows") if (run / ".hydra").is_dir() else None
+        if not rows:
+            entries.append({**base, "name": name_of(run), "results": results})
+            continue
+        base["overrides"] = [o for o in base["overrides"] if override_key(o) != "experiment"]
+        for row in rows:
+            stage = run / row["stage"] / "results.json"
+            if stage.is_file():
+                numbers = json.loads(stage.read_text())
+                entries.append({**base, "name": row["label"], "published": row.get("published"),
+                                "results": routed(numbers) if row.get("view") == "router" else numbers})
+    return entries
+
+
+def shared_overrides(entries) -> list[str]:
+    """The overrides of every entry (a suite, its scale), said once above the table; none for a single experiment."""
+    if len({(entry["name"], tuple(entry["overrides"])) for entry in entries}) < 2:
+        return []
+    common = set.intersection(*(set(entry["overrides"]) for entry in entries))
+    return [o for o in entries[0]["overrides"] if o in common]
 
 
 def _is_fraction(key: str) -> bool:
@@ -96,15 +163,20 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(runs, metric_keys, group_by: str = "overrides") -> list[dict]:
-    """One row per experiment: ``experiment``, ``n_seeds``, ``runs`` and per-key ``mean`` / ``std`` (results units)."""
-    groups: dict[str, list[Path]] = {}
-    for run in runs:
-        groups.setdefault(experiment_of(run, group_by), []).append(run)
+    """One row per experiment (or per table row of a suite's runs): ``experiment`` (its label), ``n_seeds``,
+    ``runs``, ``published``, ``note``, ``shared`` (the overrides said above the table) and per-key ``mean`` /
+    ``std`` (results units)."""
+    entries = table_entries(runs, group_by)
+    shared = shared_overrides(entries)
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        label = " ".join([entry["name"], *(o for o in entry["overrides"] if o not in shared)])
+        groups.setdefault(label, []).append(entry)
     rows = []
     for experiment, members in groups.items():
-        results = [json.loads((run / "results.json").read_text()) for run in members]
+        results = [member["results"] for member in members]
         stats = {key: _stats([_value(r, key) for r in results]) for key in metric_keys}
-        seeds = [seed_of(run) for run in members]
+        seeds = [member["seed"] for member in members]
         distinct = len(set(seeds)) if None not in seeds else len(members)
         rows.append(
             {
@@ -112,8 +184,13 @@ def aggregate(runs, metric_keys, group_by: str = "overrides") -> list[dict]:
                 "n_seeds": distinct,
                 "n_runs": len(members),
                 "seeds": sorted({s for s in seeds if s is not None}),
-                "runs": [str(run) for run in members],
+                "runs": [member["run"] for member in members],
                 "epochs": results[0].get("run/epochs") or {results[0].get("stage", "train"): results[0].get("epochs")},
+                "published": members[0]["published"],
+                "note": members[0]["note"],
+                "protocol": members[0]["protocol"] or results[0].get("protocol"),
+                "selection": results[0].get("selection"),
+                "shared": shared,
                 "mean": {key: mean for key, (mean, _) in stats.items()},
                 "std": {key: std for key, (_, std) in stats.items()},
             }
@@ -160,14 +237,45 @@ def _epochs_cell(row: dict) -> str:
 
 
 def format_report(rows, metric_keys) -> str:
-    """The Markdown table: experiment | n seeds | metric (mean ± std) …"""
+    """The Markdown table: experiment | n seeds | metric (mean ± std) … | epochs [| published top-1], with what
+    every row shares above it (protocol, selection rule, overrides) and the footnotes below it."""
     header, data = table_rows(rows, metric_keys)
-    lines = ["| " + " | ".join(header) + " |", "|---|---:|" + "|".join("---:" for _ in metric_keys) + "|---|"]
+    above = [f"{label}: {value}" for label, value in shared_settings(rows).items()]
+    lines = ([" · ".join(above), ""] if above else []) + [
+        "| " + " | ".join(header) + " |", "|---|---:|" + "|".join("---:" for _ in header[2:]) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in data]
     if OPTIMISTIC_KEY in metric_keys:
         lines.append(f"\n*{LABELS[OPTIMISTIC_KEY]}*: the best test accuracy seen during training, i.e. chosen on the "
                      "test set; the other columns come from the checkpoint selected on validation.")
+    notes = footnotes(rows)
+    if notes:
+        lines += [""] + [f"{mark} {note}" for note, mark in notes.items()]
+    if any(row.get("published") is not None for row in rows):
+        lines.append(f"\n*{PUBLISHED}*: as each paper (or the reference it cites) reports it, on its own protocol and "
+                     "full schedule; not comparable to the decimal with the rows above it.")
     return "\n".join(lines)
+
+
+def shared_settings(rows) -> dict[str, str]:
+    """What every row has in common and the table states once: the protocol, the selection rule, the overrides."""
+    found = {}
+    for label, key in (("protocol", "protocol"), ("selection", "selection")):
+        values = {row.get(key) for row in rows}
+        if len(values) == 1 and None not in values:
+            found[label] = str(values.pop())
+    if rows and rows[0].get("shared"):
+        found["every row"] = " ".join(rows[0]["shared"])
+    return found
+
+
+def footnotes(rows) -> dict[str, str]:
+    """Each distinct paper-protocol note and its mark (¹, ², …)."""
+    marks = "¹²³⁴⁵⁶⁷⁸⁹"
+    notes: dict[str, str] = {}
+    for row in rows:
+        if row.get("note") and row["note"] not in notes:
+            notes[row["note"]] = marks[len(notes)] if len(notes) < len(marks) else f"[{len(notes) + 1}]"
+    return notes
 
 
 def write_csv(rows, metric_keys, path) -> None:
@@ -177,12 +285,13 @@ def write_csv(rows, metric_keys, path) -> None:
         header = ["experiment", "n_seeds"]
         for key in metric_keys:
             header += [f"{LABELS.get(key, key)}_mean", f"{LABELS.get(key, key)}_std"]
-        writer.writerow(header)
+        writer.writerow([*header, "epochs", PUBLISHED])
         for row in rows:
             values = []
             for key in metric_keys:
                 values += [_scale(key) * row["mean"][key], _scale(key) * row["std"][key]]
-            writer.writerow([row["experiment"], row["n_seeds"], *values])
+            published = "" if row.get("published") is None else row["published"]
+            writer.writerow([row["experiment"], row["n_seeds"], *values, _epochs_cell(row), published])
 
 
 def write_json(rows, metric_keys, path) -> None:
@@ -283,12 +392,20 @@ def main(argv=None) -> list[dict]:
 
 
 def table_rows(rows, metric_keys) -> tuple[list[str], list[list]]:
-    """The Markdown table's header and cells, as W&B (or any table widget) takes them."""
-    header = ["experiment", "n seeds", *(LABELS.get(key, key) for key in metric_keys), "epochs"]
-    data = [[row["experiment"], _seeds_cell(row),
+    """The Markdown table's header and cells, as W&B (or any table widget) takes them; a row's label carries the
+    mark of its footnote, and a published column follows when a row has a published number."""
+    notes = footnotes(rows)
+    published = any(row.get("published") is not None for row in rows)
+    header = ["experiment", "n seeds", *(LABELS.get(key, key) for key in metric_keys), "epochs",
+              *([PUBLISHED] if published else [])]
+    data = [[row["experiment"] + (notes[row["note"]] if row.get("note") else ""), _seeds_cell(row),
              *(_cell(row["mean"][key], row["std"][key], key, row["n_seeds"]) for key in metric_keys),
-             _epochs_cell(row)] for row in rows]
+             _epochs_cell(row), *([_published_cell(row)] if published else [])] for row in rows]
     return header, data
+
+
+def _published_cell(row: dict) -> str:
+    return "—" if row.get("published") is None else f"{row['published']:.2f}"
 
 
 if __name__ == "__main__":

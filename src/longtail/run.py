@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from longtail.overrides import check_overrides
+from longtail.overrides import check_overrides, job_identity
 from longtail.results import write_results
 from longtail.sweeps import RESULTS, clear_failure, record_failure
 from longtail.table import format_table
@@ -56,15 +56,22 @@ def run(cfg: DictConfig) -> float | None:
     quiet_third_party()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun and (output_dir / RESULTS).is_file():  # a restarted sweep: this job finished before
-        print(f"job {shown(output_dir)} finished before: skipped")
-        return sweep_objective(json.loads((output_dir / RESULTS).read_text()), cfg.get("optimized_metric"))
+    overrides = list(HydraConfig.get().overrides.task)
+    finished = json.loads((output_dir / RESULTS).read_text()) if multirun and (output_dir / RESULTS).is_file() else None
     clear_failure(output_dir)
+    if finished is not None and job_identity(finished.get("overrides", overrides)) == job_identity(overrides):
+        print(f"job {shown(output_dir)} finished before: skipped")  # a restarted sweep
+        return sweep_objective(finished, cfg.get("optimized_metric"))
     records = {".hydra", f"{HydraConfig.get().job.name}.log"}  # what Hydra writes before the run starts
     fresh = not output_dir.is_dir() or not {p.name for p in output_dir.iterdir()} - records
     try:
         refuse_test_objective(cfg.get("optimized_metric"))
-        results = run_experiment(cfg, output_dir)
+        if finished is not None:
+            raise ValueError(
+                f"{shown(output_dir)} holds a finished job with other settings ({' '.join(job_identity(finished['overrides']))}"
+                f"): give this sweep a folder of its own (hydra.sweep.dir=<new folder>)"
+            )
+        results = {**run_experiment(cfg, output_dir), "overrides": overrides}
     except Exception as error:
         if multirun and cfg.get("optimized_metric") is None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             record_failure(output_dir, describe(error))  # the sweep goes on; SweepReport lists it at the end

@@ -5,7 +5,8 @@ the DRW start, IP-DPP's re-draw period f) to ``round(s * n)``, rounding halves u
 milestones 160/180 and DRW from 160 becomes, at s = 0.1, 20 epochs with milestones 16/18 and DRW from 16.
 Stage lengths are scaled stage by stage (DRO-LT's 200 + 80 + 20, IP-DPP's BNS / probe / fine-tune,
 Difficulty-Net's LAS, RIDE's router), each from its own recipe. A stage whose length would round to 0 is
-refused, naming the smallest scale that keeps it; a period (f) never goes below 1 epoch. ``s = 1`` leaves the
+refused, naming the smallest scale that keeps it, unless ``schedule.min_epochs`` (a suite's floor, 0 by default)
+lifts it to that many epochs; a period (f) never goes below 1 epoch. ``s = 1`` leaves the
 config untouched. Values reached through interpolation are read before any is rewritten, so a key that
 follows another (a cosine horizon reading ``trainer.max_epochs``) is scaled once.
 """
@@ -27,8 +28,9 @@ def scaled(n: int, scale: float) -> int:
     return math.floor(scale * n + 0.5)
 
 
-def scale_stage(stage_cfg: DictConfig, scale: float, stage: str) -> DictConfig:
-    """The stage config with every epoch-valued key scaled by ``scale`` (see the module docstring)."""
+def scale_stage(stage_cfg: DictConfig, scale: float, stage: str, min_epochs: int = 0) -> DictConfig:
+    """The stage config with every epoch-valued key scaled by ``scale``, a stage lasting at least ``min_epochs``
+    (see the module docstring)."""
     if scale == 1:
         return stage_cfg
     if not scale > 0:
@@ -36,10 +38,11 @@ def scale_stage(stage_cfg: DictConfig, scale: float, stage: str) -> DictConfig:
     found = {key: OmegaConf.select(stage_cfg, key) for key in (*EPOCH_COUNTS, *EPOCH_PERIODS)}
     found = {key: value for key, value in found.items() if value is not None}
     length = found.get(LENGTH)
-    if length is not None and length > 0 and scaled(length, scale) == 0:
+    if length is not None and length > 0 and max(scaled(length, scale), min_epochs) == 0:
         raise ValueError(
             f"schedule.scale={scale} gives stage '{stage}' round({scale} x {length}) = 0 epochs: use "
-            f"schedule.scale >= {0.5 / length:.3g} (the smallest that keeps one epoch of it)"
+            f"schedule.scale >= {0.5 / length:.3g} (the smallest that keeps one epoch of it), or give every "
+            f"stage a floor with schedule.min_epochs=1"
         )
     for key in found:
         _own_parents(stage_cfg, key)
@@ -48,7 +51,10 @@ def scale_stage(stage_cfg: DictConfig, scale: float, stage: str) -> DictConfig:
             new = [scaled(int(n), scale) for n in value]
         else:
             new = scaled(int(value), scale)
-            new = max(new, 1) if key in EPOCH_PERIODS else new
+            if key in EPOCH_PERIODS:
+                new = max(new, 1)
+            elif key == LENGTH and value > 0:
+                new = max(new, min_epochs)
         OmegaConf.update(stage_cfg, key, new, force_add=True)
     return stage_cfg
 

@@ -62,7 +62,9 @@ def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     for name, overrides in stages:
         keys = [k for k in overrides if k not in STAGE_KEYS]
         stage_cfg = merge_overrides(base, OmegaConf.masked_copy(overrides, keys))
-        stage_cfg = scale_stage(stage_cfg, float(OmegaConf.select(cfg, "schedule.scale", default=1)), name)
+        stage_cfg = scale_stage(stage_cfg, float(OmegaConf.select(cfg, "schedule.scale", default=1)), name,
+                                int(OmegaConf.select(cfg, "schedule.min_epochs", default=0)))
+        stage_cfg = apply_shared_selection(stage_cfg, OmegaConf.select(cfg, "shared_protocol.selection"))
         if cfg.get("debug") is not None:
             stage_cfg = merge_overrides(stage_cfg, cfg.debug)
         stage_cfg.stage_name = name
@@ -70,6 +72,14 @@ def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
         stage_cfg.evaluates = overrides.get("evaluates")
         composed.append((name, stage_cfg))
     return composed
+
+
+def apply_shared_selection(stage_cfg: DictConfig, monitor: str | None) -> DictConfig:
+    """A suite's one selection rule (``shared_protocol.selection``, e.g. ``val/acc``) replaces the checkpoint
+    monitor a stage's recipe chose (DRO-LT's robust stage selects on ``val/ncm_acc``)."""
+    if monitor and OmegaConf.select(stage_cfg, "callbacks.model_checkpoint") is not None:
+        stage_cfg.callbacks.model_checkpoint.monitor = monitor
+    return stage_cfg
 
 
 def _checkpoint_callback(callbacks):
@@ -235,7 +245,7 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "data_source": datamodule.data_source,
         "checkpoint": selected,
         "selection": f"best {monitor}" if monitor else "last epoch",
-        "epochs": cfg.trainer.max_epochs,
+        "epochs": cfg.trainer.max_epochs if model.requires_training else 0,
         "schedule_scale": float(OmegaConf.select(cfg, "schedule.scale", default=1)),
         **training_cost(trainer, model),
     }
@@ -252,13 +262,17 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
 
 def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
     """Run every stage in order; return the last stage's results with the whole run's training cost
-    (``run/train_images``, ``run/train_seconds``, ``run/epochs`` per stage)."""
+    (``run/train_images``, ``run/train_seconds``, ``run/epochs`` per stage) and what a comparison table needs
+    (:func:`table_description`). Each stage's ``results.json`` gets the cost of the stages that made its model
+    (itself and, back along ``init_stage`` or the previous stage, its predecessors), so a stage can be a row."""
     import lightning as L
 
     init_from = cfg.get("init_from")
     checkpoints: dict[str, str] = {}
     results: dict = {}
     totals: dict = {"run/train_images": 0, "run/train_seconds": 0.0, "run/epochs": {}}  # over every stage
+    lineage: dict[str, dict] = {}  # stage -> the cost of the stages that made its model
+    previous = None
     for name, stage_cfg in stage_configs(cfg):
         L.seed_everything(stage_cfg.seed, workers=True)
         if stage_cfg.init_stage is not None:
@@ -274,10 +288,37 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
             if stage_cfg.evaluates is not None:
                 report_probe(output_dir / stage_cfg.evaluates / "results.json", name, results)
         init_from = checkpoints[name] = results["checkpoint"]
-        totals["run/train_images"] += results.get("train_images", 0)
-        totals["run/train_seconds"] += results.get("train_seconds", 0.0)
-        totals["run/epochs"][name] = results.get("epochs")
-    return {**results, **totals}
+        for cost in (totals, lineage.setdefault(name, cost_of(lineage.get(stage_cfg.init_stage or previous)))):
+            cost["run/train_images"] += results.get("train_images", 0)
+            cost["run/train_seconds"] += results.get("train_seconds", 0.0)
+            cost["run/epochs"][name] = results.get("epochs")
+        record_lineage(output_dir / name / "results.json", lineage[name])
+        previous = name
+    return {**results, **totals, **table_description(cfg)}
+
+
+def cost_of(predecessor: dict | None) -> dict:
+    """A copy of a predecessor's cost to add a stage to (zero for the first stage)."""
+    if predecessor is None:
+        return {"run/train_images": 0, "run/train_seconds": 0.0, "run/epochs": {}}
+    return {**predecessor, "run/epochs": dict(predecessor["run/epochs"])}
+
+
+def record_lineage(stage_results: Path, cost: dict) -> None:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0 and stage_results.is_file():
+        write_results(stage_results, {**json.loads(stage_results.read_text()), **cost})
+
+
+def table_description(cfg: DictConfig) -> dict:
+    """What ``longtail.report`` needs beyond the numbers: the suite's protocol, the rows this run gives
+    (stage -> label and published top-1) and how the paper's protocol differed."""
+    keys = ("shared_protocol", "table_rows", "paper_protocol_note")
+    found = {key: OmegaConf.select(cfg, key) for key in keys}
+    found["shared_protocol"] = OmegaConf.select(cfg, "shared_protocol.name")
+    return {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            for key, value in found.items() if value is not None}
 
 
 def report_probe(evaluated: Path, probe_stage: str, probe_results: dict) -> None:

@@ -1,7 +1,9 @@
 """A Hydra multirun that survives its jobs: one folder, failed jobs recorded and skipped over, restartable.
 
 Every job of ``python -m longtail.run -m ...`` lives in ``<log_dir>/multiruns/<date>/<job number>_<name>/``
-(one folder for the whole sweep, ``multirun.yaml`` at its top, whatever experiments it spans). A job that fails
+(one folder for the whole sweep, ``multirun.yaml`` at its top, whatever experiments it spans); a suite's jobs
+(``suite=<name>``) in ``<log_dir>/suites/<name>_x<scale>/<name>/seed<seed>/``, a folder that the same command
+finds again. A job that fails
 writes ``FAILED.txt`` (its message and traceback) into its folder and the sweep goes on with the next job; when
 the sweep ends, :class:`SweepReport` lists the finished, failed and unfinished jobs and the command that
 restarts it. Rerunning the same command with ``hydra.sweep.dir=<that folder>`` gives every job its old folder:
@@ -15,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 FAILED = "FAILED.txt"
 RESULTS = "results.json"
@@ -35,8 +37,8 @@ def clear_failure(job_dir: Path) -> None:
 def job_states(sweep_dir: Path) -> dict[str, list[Path]]:
     """The sweep's job folders by state: ``finished`` (a results.json), ``failed`` (FAILED.txt), ``unfinished``."""
     states: dict[str, list[Path]] = {"finished": [], "failed": [], "unfinished": []}
-    for job in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                      key=lambda p: (len(p.name), p.name)):
+    jobs = {hydra_dir.parent for hydra_dir in sweep_dir.rglob(".hydra")}  # <num>_<name>, or a suite's <name>/seed<n>
+    for job in sorted(jobs, key=lambda p: (len(str(p)), str(p))):
         if (job / FAILED).is_file():
             states["failed"].append(job)
         elif (job / RESULTS).is_file():
@@ -58,9 +60,10 @@ class SweepReport(Callback):
         lines = [f"sweep {sweep_dir}: {len(states['finished'])} finished, {len(states['failed'])} failed, "
                  f"{len(states['unfinished'])} unfinished"]
         for job in states["failed"]:
-            lines.append(f"  failed: {job.name}: {(job / FAILED).read_text().splitlines()[0]}")
+            lines.append(f"  failed: {job.relative_to(sweep_dir)}: {(job / FAILED).read_text().splitlines()[0]}")
         for job in states["unfinished"]:
-            lines.append(f"  unfinished: {job.name}")
+            lines.append(f"  unfinished: {job.relative_to(sweep_dir)}")
         if states["failed"] or states["unfinished"]:
-            lines.append(f"  restart (finished jobs are skipped): the same command with hydra.sweep.dir={sweep_dir}")
+            again = "" if OmegaConf.select(config, "shared_protocol.name") else f" with hydra.sweep.dir={sweep_dir}"
+            lines.append(f"  restart (finished jobs are skipped): the same command{again}")
         print("\n".join(lines))
