@@ -159,8 +159,13 @@ def _readme_commands() -> list[list[str]]:
 
     text = (REPO / "README.md").read_text().replace("\\\n", " ")
     commands = {m.group(1).split("#")[0].strip() for m in re.finditer(r"python -m longtail\.run([^`\n]*)", text)}
-    filled = {re.sub(r"<[^>]*>", "PLACEHOLDER", c).replace("experiment=PLACEHOLDER", "experiment=ce_cifar10")
-              for c in commands}
+    typed = {"experiment=PLACEHOLDER": "experiment=ce_cifar10", "schedule.scale=PLACEHOLDER": "schedule.scale=0.5"}
+    filled = set()
+    for command in commands:
+        command = re.sub(r"<[^>]*>", "PLACEHOLDER", command)
+        for placeholder, value in typed.items():
+            command = command.replace(placeholder, value)
+        filled.add(command)
     return [c.split() for c in sorted(filled)]
 
 

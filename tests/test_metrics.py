@@ -43,15 +43,6 @@ def test_groups_are_derived_from_counts_not_class_order():
     assert groups["few"].tolist() == [True, False, False]
 
 
-def test_empty_group_is_nan_with_a_warning():
-    metrics = LongTailMetrics([500, 300, 200])
-    metrics.update(torch.eye(3), torch.arange(3))
-    with pytest.warns(UserWarning, match="few"):
-        out = metrics.compute()
-    assert math.isnan(out["acc_few"]) and math.isnan(out["acc_medium"])
-    assert out["acc_many"] == 1.0
-
-
 def test_group_accuracy_on_a_balanced_set_equals_pooled_accuracy():
     torch.manual_seed(0)
     counts = [500, 400, 50, 40, 10, 5]

@@ -1,16 +1,23 @@
 """The command line's overrides, checked before Hydra creates a run folder or anything trains.
 
-Two mistakes Hydra itself reports late or misleadingly:
+Mistakes Hydra itself reports late or misleadingly:
 
 * a misspelt key (``trainer.max_epoch=3``): Hydra suggests ``+trainer.max_epoch=3``, which adds the key and
   fails later inside the Trainer; here the message names the nearest existing key (``trainer.max_epochs``);
 * a value of the wrong type (``trainer.max_epochs=abc``): plain config nodes take any value, and Lightning
   fails with a bare ``AssertionError`` minutes later; here the value is checked against the annotation of
   the parameter it feeds (the node's ``_target_`` signature) or, where there is none, against the default's
-  type.
+  type;
+* a config group given a flag or a number (``debug=true``): Hydra stops with a traceback; here the group's
+  options are named;
+* a value a later stage refuses (``stages.robust.method.centroids=clena``): it would surface only after the
+  stages before it have trained; here every stage is built without data (:mod:`longtail.validation`).
 
-:func:`check_overrides` composes the config with the Compose API (a sweep's first value stands for all of
-it) and returns a message — Hydra's own for any other composition error — or ``None`` to let Hydra run.
+:func:`check_overrides` composes the config with the Compose API (a sweep's first value stands for the
+numbers of it; each value of a swept config group or string is composed too, so each experiment of
+``experiment=a,b``) and returns a message — Hydra's own for any other composition error — or ``None`` to let
+Hydra run. A ``stages.<name>…`` override in a sweep over experiments applies to those that have the stage and
+is skipped in the others (:func:`skip_absent_stages_in_multiruns`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ _ABSENT = object()
 
 
 def check_overrides(args: list[str]) -> str | None:
-    """A message for the first misspelt key or wrongly typed value among ``args``, or ``None``."""
+    """A message for the first misspelt key, wrongly typed value or stage that would fail among ``args``, or
+    ``None``. In a multirun every value of a swept config group or string (each experiment of ``experiment=a,b``)
+    is composed and checked, and a ``stages.<name>…`` override needs only one of its jobs to have the stage."""
     if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
         return None  # --help, --cfg, --config-dir …: Hydra's own business
     from hydra import compose, initialize_config_dir
@@ -45,31 +54,146 @@ def check_overrides(args: list[str]) -> str | None:
         overrides = OverridesParser.create().parse_overrides([a for a in args if a not in ("-m", "--multirun")])
     except HydraException:
         return None
-    lines = [_first_value_line(o) for o in overrides]
-    if GlobalHydra.instance().is_initialized():
-        return None
+    message = _group_value_message(overrides)
+    if message or GlobalHydra.instance().is_initialized():
+        return message
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        def compose_with(chosen):
-            return compose("config", overrides=[line for line in chosen if line], return_hydra_config=True)
+        @functools.cache
+        def composed(chosen: tuple):
+            return compose("config", overrides=list(chosen), return_hydra_config=True)
 
-        message = _stage_key_message(overrides, lines, compose_with)
+        def compose_with(chosen):
+            return composed(tuple(line for line in chosen if line))
+
+        return _command_message(overrides, "-m" in args or "--multirun" in args, compose_with)
+
+
+def _command_message(overrides, multirun: bool, compose_with) -> str | None:
+    """The first problem of any job of the command worth composing (:func:`_variants`), or ``None``."""
+    from hydra.errors import HydraException
+
+    lines = [_first_value_line(o) for o in overrides]
+    staged = [_stage_of(o) for o in overrides]
+    try:
+        base = compose_with(line for line, name in zip(lines, staged) if name is None)
+    except (HydraException, ValueError) as error:
+        return _composition_message(str(error), lines, compose_with)
+    variants = _variants(overrides, lines, _sweeper_params(base, multirun))
+    stages = _stages_of(variants, staged, compose_with)
+    message = _stage_key_message(overrides, staged, stages, variants, compose_with)
+    for variant, names in zip(variants, stages):
         if message:
             return message
+        chosen = [line if index >= len(staged) or staged[index] in (None, *names) else None
+                  for index, line in enumerate(variant)]  # a job skips the stages it does not have
+        message = _job_message(overrides, chosen, compose_with)
+    return message
+
+
+def _group_value_message(overrides) -> str | None:
+    """A config group given a value that is not an option's name (``debug=true``, ``logger=1``, ``debug=null``):
+    Hydra stops on it with a long traceback; here the group and its options are named."""
+    for override in overrides:
+        group = override.key_or_group
+        if override.is_hydra_override() or not (CONF_DIR / group).is_dir():
+            continue
         try:
-            cfg = compose_with(lines)
-        except HydraException as error:
-            return _composition_message(str(error), lines, compose_with)
-        values = [o for o in overrides if _is_value(o, cfg)]
-
-        @functools.cache
-        def baseline():  # the config without the value overrides: their defaults (composed only if needed)
-            return compose_with(line for o, line in zip(overrides, lines) if o not in values)
-
-        for override in values:
-            message = _type_message(override, cfg, baseline)
-            if message:
-                return message
+            values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
+        except Exception:
+            continue  # a glob or an interval: Hydra's own message
+        wrong = [v for v in values if v is None or isinstance(v, (bool, int, float))]
+        if wrong and not override.is_delete():
+            shown = "null" if wrong[0] is None else str(wrong[0]).lower() if isinstance(wrong[0], bool) else wrong[0]
+            options = [f"{group}={p.stem}" for p in sorted((CONF_DIR / group).glob("*.yaml"))]
+            listed = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
+            return (f"'{override.input_line}': {group} is a config group and takes the name of one of its options, "
+                    f"not {shown}: {listed}.")
     return None
+
+
+def _variants(overrides, lines: list, params: list) -> list[list]:
+    """The command's jobs worth composing, as override lines: every sweep at its first value, then each other
+    value of a sweep of strings in turn (a config group, ``experiment=a,b``: other stages, another method; or a
+    choice a constructor checks, ``…centroids=clean,running``). Numbers are checked by type for every value. A
+    sweeper's ``params`` (a suite's experiments) are sweeps too, unless the command line sets the key itself."""
+    keys = {o.key_or_group for o in overrides}
+    extra = [p for p in params if p.key_or_group not in keys]
+    first = [*lines, *(_first_value_line(p) for p in extra)]
+    variants = [first]
+    for position, override in enumerate([*overrides, *extra]):
+        key = override.input_line.split("=", 1)[0]
+        for value in _other_strings(override):
+            variants.append([*first[:position], f"{key}={value}", *first[position + 1:]])
+    return variants
+
+
+def _other_strings(override) -> list[str]:
+    """The values after the first of a sweep of strings, as override text (none for a glob: Hydra's to expand)."""
+    if override.is_hydra_override() or not override.is_discrete_sweep():
+        return []
+    try:
+        if all(isinstance(value, str) for value in override.sweep_iterator()):
+            return list(override.sweep_string_iterator())[1:]
+    except Exception:
+        pass
+    return []
+
+
+def _sweeper_params(cfg: DictConfig, multirun: bool) -> list:
+    """The sweeps a multirun's config adds (``hydra.sweeper.params``: a suite's experiments), parsed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    multirun = multirun or _in_multirun([], cfg)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) if multirun else None
+    if not isinstance(params, DictConfig):
+        return []
+    try:
+        return OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    except Exception:
+        return []  # the sweeper reports its own syntax
+
+
+def _stages_of(variants: list, staged: list, compose_with) -> list[set]:
+    """The stage names of each job (composed without the ``stages.<name>…`` overrides), where any is addressed;
+    a job that does not compose has none (its composition reports why)."""
+    from hydra.errors import HydraException
+
+    if not any(staged):
+        return [set() for _ in variants]
+    found = []
+    for variant in variants:
+        chosen = [line for index, line in enumerate(variant) if index >= len(staged) or staged[index] is None]
+        try:
+            found.append({str(name) for name in compose_with(chosen).get("stages") or {}})
+        except (HydraException, ValueError):
+            found.append(set())
+    return found
+
+
+def _job_message(overrides, chosen: list, compose_with) -> str | None:
+    """What is wrong with one job: a key or option that does not exist, a value of the wrong type, or a stage
+    that would fail to start (:func:`longtail.validation.stage_problem`)."""
+    from hydra.errors import HydraException
+
+    from longtail.validation import stage_problem
+
+    try:
+        cfg = compose_with(chosen)
+    except (HydraException, ValueError) as error:
+        return _composition_message(str(error), chosen, compose_with)
+    applied = [o for o, line in zip(overrides, chosen) if line]
+    values = [o for o in applied if _is_value(o, cfg)]
+
+    @functools.cache
+    def baseline():  # the config without the value overrides: their defaults (composed only if needed)
+        return compose_with(line for index, line in enumerate(chosen)
+                            if index >= len(overrides) or overrides[index] not in values)
+
+    for override in values:
+        message = _type_message(override, cfg, baseline)
+        if message:
+            return message
+    return stage_problem(cfg, [o.key_or_group for o in applied])
 
 
 def _stage_of(override) -> str | None:
@@ -80,29 +204,36 @@ def _stage_of(override) -> str | None:
     return key.split(".")[1]
 
 
-def _stage_key_message(overrides, lines: list, compose_with) -> str | None:
-    """A ``stages.<name>…`` override whose stage is not one of the experiment's: Hydra would suggest adding it
-    with ``+``, which runs an extra training stage of the global method. A stage is only ever added from a stage
-    config, ``+stage@stages.<name>=<option>``, which is composed here before the experiment's stages are read."""
+def _stage_key_message(overrides, staged: list, stages: list, variants: list, compose_with) -> str | None:
+    """A ``stages.<name>…`` override whose stage no job of the command has: Hydra would suggest adding it with
+    ``+``, which runs an extra training stage of the global method. A stage is only ever added from a stage
+    config, ``+stage@stages.<name>=<option>``, which is composed here before the experiment's stages are read.
+    A stage that only some jobs have (a sweep over experiments) is set in those and skipped in the others; a
+    stage none has is explained with the job whose stages come closest to it."""
     from hydra.errors import HydraException
 
-    addressed = [(o, _stage_of(o)) for o in overrides]
-    if not any(name is not None for _, name in addressed):
-        return None
-    try:
-        cfg = compose_with(line for (o, name), line in zip(addressed, lines) if name is None)
-    except HydraException:
-        return None  # reported by the composition of all the overrides
-    stages = cfg.get("stages") or {}
-    for override, name in addressed:
-        if name is not None and name not in stages:
-            return _unknown_stage_message(override, name, cfg)
+    for override, name in zip(overrides, staged):
+        if name is None or any(name in names for names in stages):
+            continue
+        closest = max(range(len(stages)), key=lambda i: _likeness(name, stages[i]))
+        try:
+            cfg = compose_with(line for index, line in enumerate(variants[closest])
+                               if index >= len(staged) or staged[index] is None)
+        except (HydraException, ValueError):
+            return None  # reported by the composition of the job
+        return _unknown_stage_message(override, name, cfg, swept=len({frozenset(n) for n in stages}) > 1)
     return None
 
 
-def _unknown_stage_message(override, name: str, cfg: DictConfig) -> str:
+def _likeness(name: str, names) -> float:
+    """How close ``name`` comes to the nearest of ``names`` (0 to 1)."""
+    return max((difflib.SequenceMatcher(None, name, other).ratio() for other in names), default=0.0)
+
+
+def _unknown_stage_message(override, name: str, cfg: DictConfig, swept: bool = False) -> str:
     """Which stages the experiment has, the one ``name`` most likely means (a stage config option such as
-    ``drolt_robust`` names the stage that uses it, ``robust``), and the override spelt for it."""
+    ``drolt_robust`` names the stage that uses it, ``robust``), and the override spelt for it; ``swept``: the
+    command's experiments have different stages and none has ``name``."""
     stages = [str(n) for n, v in cfg.stages.items() if v is not None]
     choices = cfg.hydra.runtime.choices
     meant = next((key.split("@stages.", 1)[1] for key, option in choices.items()
@@ -126,6 +257,9 @@ def _unknown_stage_message(override, name: str, cfg: DictConfig) -> str:
         key = ".".join(["stages", str(meant), *rest])
     options = sorted(p.stem for p in (CONF_DIR / "stage").glob("*.yaml"))
     message = f"'{line}': this experiment has no stage '{name}' (its stages: {', '.join(stages)})."
+    if swept:
+        message = (f"'{line}': no experiment of this sweep has a stage '{name}' "
+                   f"({choices.get('experiment') or cfg.get('name')}'s stages: {', '.join(stages)}).")
     if meant is not None:
         exists = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is not _ABSENT
         spelt = f"{'' if exists and lead.startswith('+') else lead}{key}" + (f"={line.split('=', 1)[1]}" if "=" in line else "")
@@ -197,6 +331,49 @@ def _leaf_paths(node: DictConfig, prefix: str = ""):
             yield from _leaf_paths(child, f"{path}.")
         else:
             yield path
+
+
+def skipped_stage_overrides(lines, stages) -> list[tuple[str, str]]:
+    """``(line, stage)`` for each of a job's override ``lines`` that sets a stage the job does not have (in a
+    sweep over experiments, an override of a stage only some of them have; skipped in the others)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    names = {str(name) for name in stages}
+    parsed = OverridesParser.create().parse_overrides([str(line) for line in lines])
+    return [(o.input_line, _stage_of(o)) for o in parsed if _stage_of(o) is not None and _stage_of(o) not in names]
+
+
+def skip_absent_stages_in_multiruns() -> None:
+    """Let a multirun set a stage's keys in the jobs that have that stage (``-m experiment=drolt_cifar10,
+    ride_cifar10 stages.router.method.router.top_k=4``). Hydra applies every override to every composition of a
+    multirun, the sweep's base config (composed before an experiment is chosen) and each job's; a key of a stage
+    the config lacks stops the whole sweep. Here, in a multirun's compositions only, a ``stages.<name>…`` override
+    is dropped where stage ``<name>`` is absent: :func:`check_overrides` has refused a stage no job has, and a job
+    prints what it skipped (:func:`longtail.stages.report_skipped_overrides`). Hydra has no hook for this; its
+    override step is wrapped (once), at import, so that launcher processes that import the task do it too."""
+    try:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    except ImportError:
+        return  # another Hydra: such an override stops the sweep, as before
+    apply = ConfigLoaderImpl._apply_overrides_to_config
+    if getattr(apply, "skips_absent_stages", False):
+        return
+
+    def apply_present(overrides, cfg):
+        if _in_multirun(overrides, cfg):
+            names = {str(name) for name in cfg.get("stages") or {}}
+            overrides = [o for o in overrides if _stage_of(o) is None or _stage_of(o) in names]
+        return apply(overrides, cfg)
+
+    apply_present.skips_absent_stages = True
+    ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_present)
+
+
+def _in_multirun(overrides, cfg: DictConfig) -> bool:
+    """Whether a composition is a multirun's: ``-m`` adds ``hydra.mode=MULTIRUN``; a suite sets it in its config."""
+    configured = OmegaConf.select(cfg, "hydra.mode", default=None, throw_on_missing=False)
+    given = [o.value() for o in overrides if o.key_or_group == "hydra.mode"]
+    return any(str(mode).endswith("MULTIRUN") for mode in [configured, *given])
 
 
 #: overrides that say where files are or how the console looks, not what a run computes
@@ -312,3 +489,6 @@ def _describe(annotation) -> str:
     if origin in (list, tuple, typing.Sequence, set):
         return "a list"
     return KINDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+skip_absent_stages_in_multiruns()

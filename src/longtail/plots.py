@@ -3,7 +3,8 @@
 Each function returns a matplotlib ``Figure`` and, given ``path``, saves it as a PNG.
 Figures are built without ``pyplot`` (plain ``Figure`` objects rendered by Agg), so
 importing this module never switches the backend of an interactive session.
-``write_run_plots`` writes every figure the data supports into ``<stage>/plots/``.
+``write_run_plots`` writes every figure the data supports into ``<stage>/plots/``, each titled with the stage's
+name (a multi-stage run writes the same figures for every stage, and a figure shown alone must say which).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def _save(fig: Figure, path) -> Figure:
 
 
 def per_class_accuracy_vs_count(results: dict, thresholds=(100, 20), path=None) -> Figure:
-    """Per-class test accuracy against the class's training count (log x), with the shot-group thresholds."""
+    """Per-class test accuracy against the class's training count (log x), with the shot-group thresholds.
+
+    The legend sits outside the axes, right of them: inside, any corner can hold a class's point (a
+    legend in the lower right hid two points)."""
     counts = np.asarray(results["train_class_counts"], dtype=float)
     accuracy = 100 * _floats(results["test/acc_per_class"])
     many_gt, few_lt = thresholds
@@ -61,7 +65,7 @@ def per_class_accuracy_vs_count(results: dict, thresholds=(100, 20), path=None) 
     ax.set_xlabel("training images of the class")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("per-class accuracy vs. training count")
-    ax.legend(loc="lower right")
+    ax.legend(title="shot group", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path)
 
 
@@ -232,7 +236,8 @@ def write_run_plots(stage_dir, results: dict | None = None, thresholds=(100, 20)
     """Write every figure the stage's data supports into ``stage_dir/plots/``; return the written paths.
 
     ``results`` defaults to ``stage_dir/results.json``. Figures whose inputs are missing (no
-    confusion matrix, no reliability bins, no validation columns, …) are skipped.
+    confusion matrix, no reliability bins, no validation columns, …) are skipped. Each title names the stage
+    (``results["stage"]``, else the folder's name).
     """
     stage_dir = Path(stage_dir)
     if results is None:
@@ -247,23 +252,32 @@ def write_run_plots(stage_dir, results: dict | None = None, thresholds=(100, 20)
         (
             "per_class_accuracy.png",
             has("test/acc_per_class", "train_class_counts"),
-            lambda p: per_class_accuracy_vs_count(results, thresholds=thresholds, path=p),
+            lambda: per_class_accuracy_vs_count(results, thresholds=thresholds),
         ),
-        ("shot_groups.png", has("test/acc"), lambda p: shot_group_bars(results, path=p)),
-        ("confusion.png", has("test/confusion", "train_class_counts"), lambda p: confusion_matrix(results, path=p)),
-        ("reliability.png", has("test/reliability"), lambda p: reliability_diagram(results, path=p)),
+        ("shot_groups.png", has("test/acc"), lambda: shot_group_bars(results)),
+        ("confusion.png", has("test/confusion", "train_class_counts"), lambda: confusion_matrix(results)),
+        ("reliability.png", has("test/reliability"), lambda: reliability_diagram(results)),
         (
             "class_difficulty.png",
             has("diffnet/class_weights", "diffnet/accuracy_vector", "train_class_counts"),
-            lambda p: class_difficulty(results, path=p),
+            lambda: class_difficulty(results),
         ),
-        ("epsilons.png", has("drolt/epsilons", "train_class_counts"), lambda p: class_epsilons(results, path=p)),
+        ("epsilons.png", has("drolt/epsilons", "train_class_counts"), lambda: class_epsilons(results)),
     ]
     metrics_csv = _metrics_csv(stage_dir)
     if metrics_csv is not None and read_val_curves(metrics_csv):
-        figures.append(("val_curves.png", True, lambda p: val_curves(metrics_csv, path=p)))
+        figures.append(("val_curves.png", True, lambda: val_curves(metrics_csv)))
+    stage = results.get("stage") or stage_dir.name
     for name, supported, draw in figures:
         if supported:
-            draw(out / name)
+            _save(titled_with_stage(draw(), stage), out / name)
             written.append(out / name)
     return written
+
+
+def titled_with_stage(fig: Figure, stage: str) -> Figure:
+    """Prefix every titled axes of ``fig`` with the stage name: "train — per-class accuracy vs. training count"."""
+    for ax in fig.axes:
+        if ax.get_title():
+            ax.set_title(f"{stage} — {ax.get_title()}")
+    return fig

@@ -126,18 +126,20 @@ def find_runs(paths) -> list[Path]:
 def selected_checkpoint(run_dir: str | Path) -> Path:
     """The checkpoint a run selected (the ``checkpoint`` of its top-level ``results.json``), found from here.
 
-    A relative path is tried from the current directory, then from the run folder and each folder above it;
-    a run folder moved elsewhere is handled by looking for the path's tail (``<stage>/checkpoints/x.ckpt``)
-    inside it.
+    ``run_dir`` is a run folder, a stage folder (its stage's checkpoint) or a ``results.json`` itself. A relative
+    path is tried from the current directory, then from the run folder and each folder above it; a run folder
+    moved elsewhere is handled by looking for the path's tail (``<stage>/checkpoints/x.ckpt``) inside it.
     """
-    run_dir = Path(run_dir)
-    results = run_dir / "results.json"
+    results = Path(run_dir)
+    if not results.is_file():
+        results = results / "results.json"
     if not results.is_file():
         raise FileNotFoundError(
             f"'{run_dir}' holds no results.json: pass a run folder of `python -m longtail.run` "
             "(logs/runs/<name>/<date>), or set LONGTAIL_CHECKPOINT=<ckpt>"
         )
-    written = json.loads(results.read_text()).get("checkpoint")
+    run_dir = results.parent
+    written = _read_results(results).get("checkpoint")
     if not written:
         raise ValueError(f"{results} names no selected checkpoint (no 'checkpoint' key)")
     found = resolve_path(written, run_dir) or _tail_inside(Path(written), run_dir)
@@ -147,6 +149,62 @@ def selected_checkpoint(run_dir: str | Path) -> Path:
             f"nor from {run_dir.absolute()} and the folders above it"
         )
     return found
+
+
+def _read_results(results: Path) -> dict:
+    """The content of a ``results.json``; a ValueError naming the file when it is not JSON of an object."""
+    try:
+        content = json.loads(results.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{results} is not a results.json of longtail.run: it does not parse as JSON ({error})"
+                         ) from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{results} is not a results.json of longtail.run: it holds a {type(content).__name__}, "
+                         "not an object")
+    return content
+
+
+INIT_FROM_HINT = "pass a checkpoint (.ckpt), or the folder or results.json of a finished run or stage"
+
+
+def resolve_init_from(path: str | Path) -> str:
+    """The checkpoint ``init_from=<path>`` names, so a stage can start from a run without digging out its file.
+
+    ``path`` itself when it is a file other than a ``.json`` (a checkpoint: :func:`longtail.checkpoint.read_checkpoint`
+    checks it when it is loaded); the checkpoint a run or stage selected when it is that run's or stage's folder or
+    its ``results.json`` (:func:`selected_checkpoint`). A relative path is taken from the current directory, as the
+    user typed it. Anything else is an error saying what ``path`` is and what it holds (one line, for the console).
+    """
+    typed = Path(path).expanduser()
+    if typed.is_file() and typed.suffix != ".json":
+        return str(path)
+    if not typed.exists():
+        raise FileNotFoundError(f"init_from={path} does not exist (looked for from {Path.cwd()}): {INIT_FROM_HINT}")
+    if typed.is_dir() and not (typed / "results.json").is_file():
+        raise ValueError(f"init_from={path} is {_folder_without_results(typed)}")
+    try:
+        return str(selected_checkpoint(typed))
+    except (ValueError, OSError) as error:
+        raise ValueError(f"init_from={path}: {error}") from None
+
+
+def _folder_without_results(folder: Path) -> str:
+    """What a folder without ``results.json`` holds, in words, and what to pass instead: the checkpoints directly
+    in it, in its ``checkpoints/`` or in its stages' (a run that did not finish, a stage's ``checkpoints`` folder).
+    Deeper folders are not searched: ``init_from=.`` in a folder of data sets must not walk millions of files."""
+    runs = sorted(results.parent for results in folder.glob("*/results.json"))
+    if runs:
+        return f"a folder of runs, without results.json of its own, that holds {_some(runs, folder, 'run')}"
+    found = sorted({*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt"), *folder.glob("*/checkpoints/*.ckpt")})
+    if not found:
+        return f"a folder without results.json or checkpoints: {INIT_FROM_HINT}"
+    return f"a folder without results.json (no finished run or stage) that holds {_some(found, folder, 'checkpoint')}"
+
+
+def _some(paths: list[Path], folder: Path, kind: str) -> str:
+    """``"2 runs (a, b): pass one of them"``: how many ``paths`` there are, the first three relative to ``folder``."""
+    named = ", ".join(str(p.relative_to(folder)) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+    return f"{len(paths)} {kind}{'s' if len(paths) > 1 else ''} ({named}): pass one of them"
 
 
 def _tail_inside(path: Path, folder: Path) -> Path | None:

@@ -267,6 +267,7 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
     (itself and, back along ``init_stage`` or the previous stage, its predecessors), so a stage can be a row."""
     import lightning as L
 
+    report_skipped_overrides(cfg)
     init_from = cfg.get("init_from")
     checkpoints: dict[str, str] = {}
     results: dict = {}
@@ -295,6 +296,26 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
         record_lineage(output_dir / name / "results.json", lineage[name])
         previous = name
     return {**results, **totals, **table_description(cfg)}
+
+
+def report_skipped_overrides(cfg: DictConfig) -> list[str]:
+    """Print (and return) one line per override of this multirun job that sets a stage its experiment does not
+    have: a sweep over experiments sets a stage's keys where the stage exists and skips them elsewhere
+    (:func:`longtail.overrides.skip_absent_stages_in_multiruns`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from longtail.overrides import skipped_stage_overrides
+
+    if not HydraConfig.initialized() or rank_zero_only.rank != 0:  # under DDP every rank runs this; one says it
+        return []
+    experiment = HydraConfig.get().runtime.choices.get("experiment") or cfg.get("name")
+    stages = [str(name) for name in cfg.stages]
+    lines = [f"{experiment}: skipped {line} (this experiment has no stage '{name}'; its stages: {', '.join(stages)})"
+             for line, name in skipped_stage_overrides(HydraConfig.get().overrides.task, stages)]
+    for line in lines:
+        print(line)
+    return lines
 
 
 def cost_of(predecessor: dict | None) -> dict:

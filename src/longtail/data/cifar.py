@@ -113,10 +113,12 @@ class CIFARSource:
             )
         if len(self.class_names) != num_classes:
             where = self.pickle_dir or self.tree.path
+            found = len(self.class_names)
+            use = f"datamodule=cifar{found}_lt" if found in _LAYOUT else \
+                "datamodule=image_folder (any train/<class>/, test/<class>/ folder: the class count follows it)"
             raise ValueError(
-                f"'{where}' holds {len(self.class_names)} classes but num_classes={num_classes}: use the "
-                f"cifar{len(self.class_names)}_lt datamodule (or num_classes={len(self.class_names)}), "
-                f"or point datamodule.root=PATH at {self.name}"
+                f"'{where}' holds {found} classes but num_classes={num_classes} (datamodule.num_classes of "
+                f"{self.name}): use {use}, or point datamodule.root=PATH at {self.name}"
             )
 
     # ------------------------------------------------------------------ locating the data

@@ -94,7 +94,7 @@ class RIDERouter(LongTailModule):
 
     Args:
         router: ``partial`` of :class:`~longtail.models.router.ExpertRouter` (completed with the
-            network's expert count, feature size and class count).
+            network's expert count, feature size and class count; its ``top_k`` is capped at the class count).
         pos_weight: BCE weight of the positive ("ask the next expert") targets.
         force: evaluate the routed prediction with every expert (``all``, the reference's ``force_all``: usage
             fractions p_E = 1) or only the first (``one``); ``None`` lets the router decide.

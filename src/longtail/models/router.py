@@ -31,8 +31,9 @@ class ExpertRouter(nn.Module):
     Args:
         num_experts: E (≥ 2).
         feature_dim: D, the experts' pooled feature size.
-        num_classes: C; ``top_k`` must not exceed it.
-        top_k: K, number of sorted running-mean logits fed to the router.
+        num_classes: C.
+        top_k: K, number of sorted running-mean logits fed to the router; K = min(top_k, C), so a recipe's K
+            (30, or 10 for CIFAR-10) also runs on data with fewer classes (a 4-class image folder: K = 4).
         hidden: size of each router's hidden layer (16 in RIDE).
     """
 
@@ -40,10 +41,10 @@ class ExpertRouter(nn.Module):
         super().__init__()
         if num_experts < 2:
             raise ValueError(f"a router needs at least 2 experts, got num_experts={num_experts}")
-        if top_k > num_classes:
-            raise ValueError(f"top_k={top_k} exceeds num_classes={num_classes}; the router needs top_k <= num_classes")
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k}: the router reads the top-K logits; set method.router.top_k to 1 or more")
         self.num_experts = int(num_experts)
-        self.top_k = int(top_k)
+        self.top_k = min(int(top_k), int(num_classes))
         self.hidden_fc = nn.ModuleList(nn.Linear(feature_dim, hidden) for _ in range(self.num_experts - 1))
         self.shared_fc = nn.Linear(self.top_k + hidden, 1)
 
