@@ -1,0 +1,49 @@
+"""Config refactors change no behaviour: every stage of every experiment, `stage=<name>` and suite job composes
+to the values it composed to before (tests/snapshots/composed_configs.json.gz), key renames mapped explicitly."""
+
+from __future__ import annotations
+
+import pytest
+from config_snapshot import command_lines, composed_views, snapshot
+
+# old dotted key (prefix) -> its new name; None: the key is gone on purpose (an indirection the refactor removed)
+RENAMES: dict[str, str | None] = {}
+
+
+def renamed(view: dict, renames: dict[str, str | None] = RENAMES) -> dict:
+    """A snapshot view with its keys under their new names (the longest matching prefix decides)."""
+    out = {}
+    for key, value in view.items():
+        prefix = max((p for p in renames if key == p or key.startswith(p + ".")), key=len, default=None)
+        if prefix is None:
+            out[key] = value
+        elif renames[prefix] is not None:
+            out[renames[prefix] + key[len(prefix):]] = value
+    return out
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    keys = sorted(set(before) | set(after))
+    return [f"{k}: {before.get(k, '<absent>')!r} -> {after.get(k, '<absent>')!r}"
+            for k in keys if before.get(k, "<absent>") != after.get(k, "<absent>")]
+
+
+@pytest.mark.slow
+def test_every_composed_stage_equals_its_snapshot():
+    before = {name: renamed(view) for name, view in snapshot().items()}
+    after = composed_views(command_lines())
+    assert set(before) <= set(after), f"stages that no longer compose: {sorted(set(before) - set(after))}"
+    changed = {name: differences(before[name], after[name]) for name in before}
+    changed = {name: diff for name, diff in changed.items() if diff}
+    report = "\n".join(f"{name}:\n  " + "\n  ".join(diff[:8]) for name, diff in list(changed.items())[:10])
+    assert not changed, f"{len(changed)} of {len(before)} composed stages changed:\n{report}"
+
+
+def test_a_changed_value_is_reported():
+    """The guard can fail: a value that differs, and a key that vanished, are both named."""
+    assert differences({"a.b": 1, "c": 2}, {"a.b": 3}) == ["a.b: 1 -> 3", "c: 2 -> '<absent>'"]
+
+
+def test_renames_move_and_drop_keys():
+    renames = {"fidelity.x": "method.x", "diffnet": None}
+    assert renamed({"fidelity.x": 1, "fidelity.xy": 2, "diffnet.a": 3}, renames) == {"method.x": 1, "fidelity.xy": 2}
