@@ -1,11 +1,15 @@
 PYTHON ?= python
 
-.PHONY: setup test test-fast run smoke bench table
+.PHONY: setup lint test test-fast run smoke bench table
 
 # the two install lines of the README
 setup:
 	$(PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install -e ".[dev]"
+
+# pyflakes, pycodestyle and import order over the whole tree (pyproject.toml [tool.ruff]); CI runs it first
+lint:
+	$(PYTHON) -m ruff check .
 
 # the README's test command (CI: PYTEST_ARGS=--durations=20 prints the 20 slowest tests)
 test:

@@ -110,7 +110,7 @@ def direct_evaluation(checkpoint: str | Path, test_batches: int | None = None, t
     ``acc``: argmax of the network's logits on the eval-transformed test images (a multi-expert network: of the
     mean of its experts' logits). ``ncm_acc`` (single-head networks): nearest class mean by cosine similarity,
     with centroids averaged over the eval-mode features of the eval-transformed training split (DRO-LT's rule,
-    drolt.md §2): the penultimate features, or the spatially pooled output of ``feature_layer``. ``test_batches``
+    docs/methods/drolt.md §2): the penultimate features, or the spatially pooled output of ``feature_layer``. ``test_batches``
     / ``train_batches``: only the first batches (as a run with ``trainer.limit_test_batches`` /
     ``limit_train_batches``).
     """

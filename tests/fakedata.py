@@ -133,7 +133,7 @@ def make_list_dataset(root, kind: str = "places_lt", counts: Sequence[int] = (40
                       shuffle: bool = True, seed: int = 0) -> dict[str, Path]:
     """Write the list files of ``kind`` (official file names) and the tiny JPEGs they name.
 
-    Path patterns (docs §3): ImageNet-LT ``train/<wnid>/<wnid>_<n>.JPEG`` (train and val lists),
+    Path patterns (docs/methods/README.md §3): ImageNet-LT ``train/<wnid>/<wnid>_<n>.JPEG`` (train and val lists),
     ``val/<wnid>/ILSVRC2012_val_<8 digits>.JPEG`` (test list); Places-LT ``train/<category>/<8 digits>.jpg``
     (train and val), ``val/<category>/Places365_val_<8 digits>.jpg`` (test); iNaturalist
     ``train_val2018/<supercategory>/<category id>/<hash>.jpg`` (no val list; the val list is the test set).

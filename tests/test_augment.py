@@ -169,7 +169,7 @@ def test_random_rotation_keeps_the_centre_and_rotates_each_image_differently():
     assert torch.equal(random_rotation(images, 0.0), images)
 
 
-# --- batched AutoAugment / RandAugment, colour jitter, Difficulty-Net exaugment (diffnet.md §5, §7 N6) ---
+# --- batched AutoAugment / RandAugment, colour jitter, Difficulty-Net exaugment (docs/methods/diffnet.md §5, §7 N6) ---
 
 NEAREST = v2.InterpolationMode.NEAREST
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -467,7 +467,7 @@ def test_policies_run_on_cuda_with_the_cuda_generator():
     [("diffnet_imagenet_lt_resnet10", 4), ("diffnet_places_lt_resnet152", 4), ("ce_imagenet_lt_resnet50", 0)],
 )
 def test_file_training_crop_pads_by_reflection_where_the_recipe_says(experiment, pad):
-    """Difficulty-Net's ImageNet-LT / Places-LT pipeline reflect-pads 4 before RandomResizedCrop (diffnet.md §5):
+    """Difficulty-Net's ImageNet-LT / Places-LT pipeline reflect-pads 4 before RandomResizedCrop (docs/methods/diffnet.md §5):
     under one seed the data module's training transform equals that pipeline written out; other recipes don't pad."""
     from conftest import compose_config
     from hydra.utils import instantiate

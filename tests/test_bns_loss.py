@@ -1,4 +1,4 @@
-"""BNS loss (ipdpp.md §2, §6 Q5, §7 "BNS"): reference form against golden vectors, paper form against loops."""
+"""BNS loss (docs/methods/ipdpp.md §2, §6 Q5, §7 "BNS"): reference form against golden vectors, paper form against loops."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Class weights reach the loss in every epoch (baselines.md §1, issue 11 item 1): static ``loss.weight``,
+"""Class weights reach the loss in every epoch (docs/methods/baselines.md §1, issue 11 item 1): static ``loss.weight``,
 class-balanced CE / Focal from the first epoch, and DRW switching from the static weights to CB weights."""
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_cifar100_counts(factor):
 
 
 def test_exp_log_formulation_is_off_by_one():
-    """The exp(-log(IF) i/(C-1)) formulation is a known-wrong construction (docs §2)."""
+    """The exp(-log(IF) i/(C-1)) formulation is a known-wrong construction (docs/methods/README.md §2)."""
     wrong10 = [int(5000 * math.exp(-math.log(100) * i / 9)) for i in range(10)]
     wrong100 = [int(500 * math.exp(-math.log(100) * i / 99)) for i in range(100)]
     assert wrong10[-1] == 49 and lt_counts(5000, 10, 100)[-1] == 50

@@ -171,7 +171,7 @@ class RecordBatches(Callback):
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
 )
 def test_the_configured_batch_is_the_global_batch_under_two_process_ddp(tmp_path):
-    """ride.md §4: each of N processes loads batch_size / N, so the steps per epoch (and the lr) do not change."""
+    """docs/methods/ride.md §4: each of N processes loads batch_size / N, so the steps per epoch (and the lr) do not change."""
     common = ["trainer.max_epochs=1", "datamodule.batch_size=64", "trainer.enable_progress_bar=false",
               "+callbacks.batches._target_=test_ddp.RecordBatches"]
     (tmp_path / "one").mkdir()
@@ -242,7 +242,7 @@ BNS_SCRIPT = textwrap.dedent(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
 )
 def test_bns_loss_and_gradient_under_two_process_ddp_equal_one_process(tmp_path):
-    """ipdpp.md §2: the BNS batch is the global batch; each process's anchors meet every process's negatives."""
+    """docs/methods/ipdpp.md §2: the BNS batch is the global batch; each process's anchors meet every process's negatives."""
     script = tmp_path / "bns_ddp.py"
     script.write_text(BNS_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK", "WORLD_SIZE")}

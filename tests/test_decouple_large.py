@@ -1,4 +1,4 @@
-"""The decoupled classifier stages on ImageNet-LT, iNaturalist and Places-LT (baselines.md §3-4; issue 11 item 4)."""
+"""The decoupled classifier stages on ImageNet-LT, iNaturalist and Places-LT (docs/methods/baselines.md §3-4; issue 11 item 4)."""
 
 from __future__ import annotations
 

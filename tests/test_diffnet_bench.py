@@ -1,5 +1,5 @@
 """The Difficulty-Net rows of ``python -m longtail.bench``: the library's stage-1 step and its anchor, a
-reference-style step (model copy, create_graph virtual step, double backward, separate real step), diffnet.md §3."""
+reference-style step (model copy, create_graph virtual step, double backward, separate real step), docs/methods/diffnet.md §3."""
 
 from __future__ import annotations
 

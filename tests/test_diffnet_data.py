@@ -1,4 +1,4 @@
-"""Difficulty-Net's data protocol (diffnet.md §1, §8 "Split"): held-out / meta set and the un-shuffled long tail."""
+"""Difficulty-Net's data protocol (docs/methods/diffnet.md §1, §8 "Split"): held-out / meta set and the un-shuffled long tail."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from longtail.data.digits import DigitsSource
 from longtail.data.imbalance import lt_counts
 
 CIFAR10 = real_cifar10()
-# diffnet.md §1: total (min class) per imbalance factor, n' = 475 (CIFAR-100) and 4,975 (CIFAR-10)
+# docs/methods/diffnet.md §1: total (min class) per imbalance factor, n' = 475 (CIFAR-100) and 4,975 (CIFAR-10)
 TOTALS = {
     (100, 10): (18591, 47), (100, 20): (15111, 23), (100, 50): (11975, 9), (100, 100): (10302, 4),
     (100, 200): (9022, 2), (10, 10): (20327, 497), (10, 20): (16936, 248), (10, 50): (13926, 99),

@@ -1,4 +1,4 @@
-"""``fidelity=reference`` on Difficulty-Net sets the reference code's switches per data set (diffnet.md §7; the
+"""``fidelity=reference`` on Difficulty-Net sets the reference code's switches per data set (docs/methods/diffnet.md §7; the
 exact set each experiment changes is pinned in test_recipes.py), and each switch stays settable alone."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Difficulty-Net MLP, driver loss, class weights, weighted loss and stage-2 LAS (diffnet.md §2-§4, §7 N3, §8)."""
+"""Difficulty-Net MLP, driver loss, class weights, weighted loss and stage-2 LAS (docs/methods/diffnet.md §2-§4, §7 N3, §8)."""
 
 from __future__ import annotations
 

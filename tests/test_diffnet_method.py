@@ -1,4 +1,4 @@
-"""Difficulty-Net stage 1 (the meta step, the accuracy vector) and stage 2 (LAS re-training), diffnet.md §3-4, §8."""
+"""Difficulty-Net stage 1 (the meta step, the accuracy vector) and stage 2 (LAS re-training), docs/methods/diffnet.md §3-4, §8."""
 
 from __future__ import annotations
 
@@ -318,7 +318,7 @@ def direct_accuracy_vector(module) -> torch.Tensor:
 @pytest.mark.slow
 @pytest.mark.parametrize("timing", ["after_epoch", "before_epoch"])
 def test_the_accuracy_vector_is_measured_once_per_epoch(tmp_path, monkeypatch, timing):
-    """CIFAR measures after each epoch (a = 0 in epoch 0), ImageNet/Places before each (diffnet.md §3): the number
+    """CIFAR measures after each epoch (a = 0 in epoch 0), ImageNet/Places before each (docs/methods/diffnet.md §3): the number
     of measurements, and each measured vector against a direct eval pass over the accuracy set."""
     epochs, measured = 3, []
     measure = DifficultyNetMetaLearning.measure_accuracy_vector

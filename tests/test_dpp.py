@@ -1,4 +1,4 @@
-"""IP-DPP kernel and k-DPP samplers: ipdpp.md §7 (kernel, exact k-DPP, subset sizes, reference_uniform)."""
+"""IP-DPP kernel and k-DPP samplers: docs/methods/ipdpp.md §7 (kernel, exact k-DPP, subset sizes, reference_uniform)."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""DRO-LT robust loss and "ce_lt" weighted CE (drolt.md §2, §5 D1/D9, §6) against golden vectors and hand checks."""
+"""DRO-LT robust loss and "ce_lt" weighted CE (docs/methods/drolt.md §2, §5 D1/D9, §6) against golden vectors and hand checks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ EPS_INDEX = {"reference": "reference", "paper_faithful": "paper"}
 
 
 def _toy(eps):
-    """drolt.md §6 toy: C = 2, d = 1, mu = [0, 1], z = [0, 1], y = [0, 1], T = 1."""
+    """docs/methods/drolt.md §6 toy: C = 2, d = 1, mu = [0, 1], z = [0, 1], y = [0, 1], T = 1."""
     features = torch.tensor([[0.0], [1.0]], dtype=torch.float64, requires_grad=True)
     centroids = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
     epsilons = torch.tensor(eps, dtype=torch.float64, requires_grad=True)

@@ -84,7 +84,7 @@ def test_centroids_are_the_per_class_means_of_eval_mode_features(tmp_path):
 
 
 def test_nearest_class_mean_uses_centroids_of_un_augmented_training_features():
-    """drolt.md §2: NCM scores against clean centroids even when training uses augmented ones."""
+    """docs/methods/drolt.md §2: NCM scores against clean centroids even when training uses augmented ones."""
     stage, datamodule, model = robust_model_on_digits()
     assert stage.method.centroids == "augmented"
     model.on_validation_epoch_start()

@@ -1,4 +1,4 @@
-"""BNS pretraining, the linear probe and IP-DPP fine-tuning as stages (ipdpp.md §2-3, §6-7): schedules, the
+"""BNS pretraining, the linear probe and IP-DPP fine-tuning as stages (docs/methods/ipdpp.md §2-3, §6-7): schedules, the
 subset sampler, freezing, the re-draw schedule, the reference switches, and all stages on the embedded data."""
 
 from __future__ import annotations
@@ -306,7 +306,7 @@ def _fit_with_workers(tmp_path, callbacks, ckpt_path=None) -> IPDPPFineTuning:
 
 @pytest.mark.slow
 def test_with_workers_each_epoch_serves_the_subset_drawn_for_it_also_after_a_resume(tmp_path, monkeypatch):
-    """ipdpp.md §3: the first k-DPP draw is trained on in epoch 0, a re-draw (before epoch 1) in epoch 1, and a run
+    """docs/methods/ipdpp.md §3: the first k-DPP draw is trained on in epoch 0, a re-draw (before epoch 1) in epoch 1, and a run
     resumed at epoch 2 trains on its checkpoint's subset, with two loader workers prefetching (Lightning creates
     a fit's first iterator before on_train_epoch_start)."""
     monkeypatch.setattr("longtail.data.datamodule.FileImageDataset", IndexedImages)
@@ -338,7 +338,7 @@ class RecordBackboneBuffers(Callback):
 
 @pytest.mark.slow
 def test_fine_tuning_after_a_recalibrating_probe_starts_from_the_bns_batchnorm_statistics(tmp_path, ipdpp_digits_run):
-    """ipdpp.md §3, Q8: with probe.bn_train_mode=true the probe moves the encoder's BN statistics; fine-tuning takes
+    """docs/methods/ipdpp.md §3, Q8: with probe.bn_train_mode=true the probe moves the encoder's BN statistics; fine-tuning takes
     the encoder, buffers included, from BNS and only the head from the probe."""
     out, _, _ = ipdpp_digits_run
     bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
@@ -379,7 +379,7 @@ class Pixels(torch.nn.Flatten):
 
 @pytest.mark.slow
 def test_the_draw_follows_the_k_dpp_of_independently_computed_probabilities():
-    """ipdpp.md §3: class c's subset is drawn from P(Y) ∝ det S_Y with S = diag(1 − p_i p̄) + p pᵀ/N and p_i the
+    """docs/methods/ipdpp.md §3: class c's subset is drawn from P(Y) ∝ det S_Y with S = diag(1 − p_i p̄) + p pᵀ/N and p_i the
     model's test-transform correct-class probability; checked against the exact law by enumeration."""
     mean, std, k, draws = (0.2,), (0.5,), 2, 800
     datamodule = LongTailDataModule(source=ArraySource, num_classes=3, mean=mean, std=std, channels=1,
@@ -432,7 +432,7 @@ class RecordBNSStep(Callback):
 
 
 def test_the_bns_step_logs_bns_loss_of_the_projected_views_it_received(tmp_path):
-    """ipdpp.md §2: the step's loss is L_BNS of the projector outputs of view 1 and view 2 (the SimCLR views the
+    """docs/methods/ipdpp.md §2: the step's loss is L_BNS of the projector outputs of view 1 and view 2 (the SimCLR views the
     batch arrived with), with their labels."""
     overrides = [*IPDPP_DIGITS, "stage=bns", "stages.bns.method.loss.extra_anchors=1000",
                  "stages.bns.method.loss.negatives=1000"]  # every candidate: the loss draws nothing at random

@@ -1,4 +1,4 @@
-"""LDAM's logit scale has one source of truth, the cosine head's (baselines.md §1, issue 11 item 2)."""
+"""LDAM's logit scale has one source of truth, the cosine head's (docs/methods/baselines.md §1, issue 11 item 2)."""
 
 from __future__ import annotations
 

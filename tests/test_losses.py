@@ -1,4 +1,4 @@
-"""Losses of baselines.md §1 against the golden vectors and the hand numbers of baselines.md §7."""
+"""Losses of docs/methods/baselines.md §1 against the golden vectors and the hand numbers of docs/methods/baselines.md §7."""
 
 from __future__ import annotations
 

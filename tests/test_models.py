@@ -1,4 +1,4 @@
-"""Backbones, heads and Network (baselines.md §1, §3, §7; ride.md §1)."""
+"""Backbones, heads and Network (docs/methods/baselines.md §1, §3, §7; docs/methods/ride.md §1)."""
 
 from __future__ import annotations
 

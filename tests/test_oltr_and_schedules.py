@@ -1,4 +1,4 @@
-"""Places-LT OLTR ResNet-152 backbone, offline weight loading, cosine model configs, N5 ramp schedule (diffnet.md §2, §7)."""
+"""Places-LT OLTR ResNet-152 backbone, offline weight loading, cosine model configs, N5 ramp schedule (docs/methods/diffnet.md §2, §7)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``logging.test_every_epoch``: the optimistic max-over-epochs test accuracy, logged but never selecting
-anything, and labelled as optimistic by the report (README §5, baselines.md B4; issue 11 item 7)."""
+anything, and labelled as optimistic by the report (docs/methods/README.md §5, docs/methods/baselines.md B4; issue 11 item 7)."""
 
 from __future__ import annotations
 

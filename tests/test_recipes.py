@@ -117,8 +117,8 @@ def composed(experiment: str, fidelity: str | None = None) -> dict[str, dict]:
 # ---------------------------------------------------------------------------------------------------------------
 # shared values
 
-CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]  # baselines.md §4, ride.md §4
-CIFAR100_MEAN, CIFAR100_STD = [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]  # diffnet.md §1
+CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]  # docs/methods/baselines.md §4, docs/methods/ride.md §4
+CIFAR100_MEAN, CIFAR100_STD = [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]  # docs/methods/diffnet.md §1
 ERM = "longtail.methods.erm.ERM"
 SGD, ADAMW, ADAM = "torch.optim.SGD", "torch.optim.AdamW", "torch.optim.Adam"
 MULTISTEP, COSINE = "longtail.schedules.warmup_multistep", "longtail.schedules.warmup_cosine"
@@ -131,13 +131,13 @@ CE = "longtail.losses.CrossEntropy"
 
 
 def cifar_lt(num_classes):
-    """README §2: the LDAM protocol, IF 100 (every seed CIFAR experiment is the IF100 row of its spec)."""
+    """docs/methods/README.md §2: the LDAM protocol, IF 100 (every seed CIFAR experiment is the IF100 row of its spec)."""
     return {"datamodule.num_classes": num_classes, "datamodule.imbalance_factor": 100, "datamodule.protocol": "ldam",
             "datamodule.subset_seed": 0}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# DRO-LT (drolt.md)
+# DRO-LT (docs/methods/drolt.md)
 
 
 def drolt_cifar(num_classes):
@@ -235,7 +235,7 @@ DROLT_IMAGENET = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# RIDE (ride.md)
+# RIDE (docs/methods/ride.md)
 
 RIDE = "longtail.methods.ride.RIDE"
 
@@ -373,7 +373,7 @@ def ride_large(data, backbone, top_k, distilled=False):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Difficulty-Net (diffnet.md)
+# Difficulty-Net (docs/methods/diffnet.md)
 
 DN_METHOD = "longtail.methods.diffnet.DifficultyNetMetaLearning"
 LWS = "longtail.methods.decouple.LearnableWeightScaling"
@@ -553,7 +553,7 @@ DIFFNET_PLACES = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# BNS + IP-DPP (ipdpp.md)
+# BNS + IP-DPP (docs/methods/ipdpp.md)
 
 BNS = "longtail.methods.ipdpp.BNSPretraining"
 PROBE = "longtail.methods.decouple.ClassifierRetraining"
@@ -673,14 +673,14 @@ IPDPP_IMAGENET = {
 # the tables
 
 RECIPES = {
-    # drolt.md §3: CIFAR-100-LT IF100 from the reference README command; the same values for CIFAR-10-LT
+    # docs/methods/drolt.md §3: CIFAR-100-LT IF100 from the reference README command; the same values for CIFAR-10-LT
     # (unconfirmed that the authors did so)
     "drolt_cifar10": drolt_cifar(10),
     "drolt_cifar100": drolt_cifar(100),
     "drolt_imagenet_lt": DROLT_IMAGENET,
-    # ride.md §4, CIFAR-100-LT IF100 column
+    # docs/methods/ride.md §4, CIFAR-100-LT IF100 column
     "ride_cifar100": {"train": ride_cifar100(), "router": {**ride_router(3, 30), "datamodule.num_classes": 100}},
-    # no CIFAR-10 column: pinned on what ride.md gives for CIFAR in general (§2 α −0.45 and drw_start 160 on CIFAR,
+    # no CIFAR-10 column: pinned on what docs/methods/ride.md gives for CIFAR in general (§2 α −0.45 and drw_start 160 on CIFAR,
     # §4 architecture, R6 augmentation, R7 200 epochs, §7 CIFAR schedule) and §3's K ≤ C
     "ride_cifar10": {
         "train": {"method._target_": RIDE, "method.distill": False, **cifar_lt(10), **ride_experts("resnet32", 3),
@@ -700,14 +700,14 @@ RECIPES = {
     "ride_inat_resnet50": ride_large(RIDE_INAT, "resnet50", 50),
     "ride_distill_imagenet_lt_resnext50": ride_large(RIDE_IMAGENET, "resnext50_32x4d", 50, distilled=True),
     "ride_distill_inat_resnet50": ride_large(RIDE_INAT, "resnet50", 50, distilled=True),
-    # diffnet.md §1-5
+    # docs/methods/diffnet.md §1-5
     "diffnet_cifar10": diffnet_cifar(10),
     "diffnet_cifar100": diffnet_cifar(100),
     "diffnet_bs_cifar100": diffnet_cifar(100, balanced_softmax=True),  # the reference's `Balanced_Softmax`
     "diffnet_imagenet_lt_resnet10": diffnet_imagenet("resnet10", randaugment=None),
     "diffnet_imagenet_lt_resnet50": diffnet_imagenet("resnet50", randaugment=RANDAUGMENT),
     "diffnet_places_lt_resnet152": DIFFNET_PLACES,
-    # ipdpp.md §4
+    # docs/methods/ipdpp.md §4
     "ipdpp_cifar10": ipdpp_cifar(10, encoder="resnet18_cifar", bns_batch=1024, bns_lr=4e-3, probe_cap=100,
                                  probe_warmup=20, probe_strength=2.0, k=500, f=10, thresholds=[500, 200]),
     "ipdpp_cifar100": ipdpp_cifar(100, encoder="resnet34_cifar", bns_batch=512, bns_lr=2e-3, probe_cap=50,

@@ -1,4 +1,4 @@
-"""kuangliu CIFAR ResNet-18/34 encoders and the BNS projector (ipdpp.md §1)."""
+"""kuangliu CIFAR ResNet-18/34 encoders and the BNS projector (docs/methods/ipdpp.md §1)."""
 
 from __future__ import annotations
 

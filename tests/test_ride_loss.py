@@ -1,4 +1,4 @@
-"""RIDE loss, distillation loss (ride.md §2, §6 R1/R2/R3/R9, §7) against golden vectors and hand checks."""
+"""RIDE loss, distillation loss (docs/methods/ride.md §2, §6 R1/R2/R3/R9, §7) against golden vectors and hand checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RIDE network, expert router and FLOPs (ride.md §1, §3, §7; golden ``ride_ea_router.json``)."""
+"""RIDE network, expert router and FLOPs (docs/methods/ride.md §1, §3, §7; golden ``ride_ea_router.json``)."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def test_router_golden_dynamic_routing(case):
     ],
 )
 def test_router_target_table(pattern, expected):
-    """Build logits whose prefix ensembles are right/wrong as in ride.md §7."""
+    """Build logits whose prefix ensembles are right/wrong as in docs/methods/ride.md §7."""
     prefix_sums = torch.tensor([[10.0, 0.0] if right else [0.0, 10.0] for right in pattern])
     expert_logits = torch.diff(prefix_sums, dim=0, prepend=torch.zeros(1, 2)).unsqueeze(1)
     router = ExpertRouter(3, 4, 2, top_k=2)

@@ -1,4 +1,4 @@
-"""Samplers: baselines.md §7 plus seeding, epochs and distributed slicing."""
+"""Samplers: docs/methods/baselines.md §7 plus seeding, epochs and distributed slicing."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""SimCLRAugment: the SimCLR pipeline of ipdpp.md §2, batched with kornia."""
+"""SimCLRAugment: the SimCLR pipeline of docs/methods/ipdpp.md §2, batched with kornia."""
 
 import pytest
 import torch

@@ -466,7 +466,7 @@ def diffnet_extras(bench: Bench, args) -> dict:
 
 
 class ReferenceStyleDifficultyNet(DifficultyNetMetaLearning):
-    """The anchor of Difficulty-Net's step cost: the stage-1 step (diffnet.md §3) the way the reference code and
+    """The anchor of Difficulty-Net's step cost: the stage-1 step (docs/methods/diffnet.md §3) the way the reference code and
     Meta-Weight-Net take it — a deepcopy of the classifier, a ``create_graph=True`` virtual SGD step, a double
     backward for Difficulty-Net's meta-gradient, then a separate real forward and backward of the classifier."""
 
@@ -493,7 +493,7 @@ class ReferenceStyleDifficultyNet(DifficultyNetMetaLearning):
 
 
 def bns_extras(bench: Bench) -> dict:
-    """The two-view SimCLR augmentation (batched on the device, ipdpp.md §2) against torchvision's per-image
+    """The two-view SimCLR augmentation (batched on the device, docs/methods/ipdpp.md §2) against torchvision's per-image
     pipeline applied twice to every image, as DataLoader workers would (one thread each)."""
     from torchvision.transforms import v2
 

@@ -34,7 +34,7 @@ class ModelCheckpoint(callbacks.ModelCheckpoint):
 
 
 class TestEveryEpoch(Callback):
-    """The optimistic diagnostic (docs README §5, baselines.md B4): test-set top-1 after every training epoch.
+    """The optimistic diagnostic (docs docs/methods/README.md §5, docs/methods/baselines.md B4): test-set top-1 after every training epoch.
 
     Logs ``test_diag/acc`` per epoch and, at the stage's test, adds ``test_diag/acc`` (the per-epoch list)
     and ``test_diag/acc_max`` to its results, so a run can be compared with papers that report the maximum

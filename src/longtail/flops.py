@@ -1,4 +1,4 @@
-"""Compute cost in "GFLOPs" as RIDE reports it (ride.md §3).
+"""Compute cost in "GFLOPs" as RIDE reports it (docs/methods/ride.md §3).
 
 Counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which counts a
 multiply-add as 2 FLOPs and covers matrix products and convolutions only

@@ -1,6 +1,6 @@
 """Long-tailed evaluation metrics: top-1, per-class, many/medium/few, ECE.
 
-Groups follow the shared protocol (docs §4): a class is *many* when its training
+Groups follow the shared protocol (docs/methods/README.md §4): a class is *many* when its training
 count n_c > many_gt (default 100), *few* when n_c < few_lt (default 20), *medium*
 otherwise. Group accuracy is the mean of per-class accuracies over the group; an
 empty group is NaN (never 0), silently: an empty group is a fact of the class counts (CIFAR-10-LT has no

@@ -6,10 +6,10 @@
 * ``warmup_cosine``: optional linear warm-up, then cosine to 0 over the run,
   stepped once per epoch (classifier-balancing ImageNet-LT configs).
 * ``ramp_multistep``: linear ramp of the rate from lr to ``ramp_to``·lr, then
-  multi-step decay (Difficulty-Net CIFAR script's WRN-28-10 schedule, diffnet.md N5).
+  multi-step decay (Difficulty-Net CIFAR script's WRN-28-10 schedule, docs/methods/diffnet.md N5).
 
 * ``iteration_warmup_cosine``: the same shape evaluated at the fractional epoch of every iteration
-  (BNS / IP-DPP, MAE-style scaffolding, ipdpp.md §2): linear warm-up from 0, then cosine to 0 at the end.
+  (BNS / IP-DPP, MAE-style scaffolding, docs/methods/ipdpp.md §2): linear warm-up from 0, then cosine to 0 at the end.
 
 All return a ``LambdaLR``; epochs are 0-indexed. The per-epoch ones are stepped once per epoch, the
 per-iteration one once per optimizer step (set ``scheduler_interval: step`` on the method).
@@ -53,7 +53,7 @@ def iteration_warmup_cosine(
 ) -> LambdaLR:
     """Factor at fractional epoch t = step / ``steps_per_epoch``: t/W for t < W, then ½(1 + cos(π(t − W)/(E − W))).
 
-    lr(0) = 0, lr(W) = lr_max, lr(E) = 0 (ipdpp.md §2: W = 20 epochs of BNS pretraining, 5 of fine-tuning).
+    lr(0) = 0, lr(W) = lr_max, lr(E) = 0 (docs/methods/ipdpp.md §2: W = 20 epochs of BNS pretraining, 5 of fine-tuning).
     """
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be > 0, got {steps_per_epoch}")
@@ -81,7 +81,7 @@ def ramp_multistep(
     The factor is ``1 + (ramp_to − 1)·e/ramp_epochs`` for e < ``ramp_epochs`` and
     ``ramp_to · gamma^k`` afterwards, k = number of milestones ≤ e (0-indexed epochs).
     The defaults reproduce the Difficulty-Net reference CIFAR script's WRN-28-10
-    schedule (diffnet.md §7 N5, ``max_epochs=12800``): lr 0.1 warmed to 0.2 over
+    schedule (docs/methods/diffnet.md §7 N5, ``max_epochs=12800``): lr 0.1 warmed to 0.2 over
     400 epochs, ×0.1 at 6400 and at 9600. ``max_epochs`` is unused (uniform signature).
     """
     milestones = sorted(milestones)

@@ -174,7 +174,7 @@ def checkpoint_plugins(trainer_cfg: DictConfig) -> list:
 
 def fit_and_select(trainer, model, datamodule, checkpointing, last: Path, stage_name: str) -> str:
     """Train (resuming from ``last``, or from the newest readable checkpoint when ``last`` is torn) and return the
-    selected checkpoint (docs §5: best val metric where there is a validation split, else the last epoch); a method
+    selected checkpoint (docs/methods/README.md §5: best val metric where there is a validation split, else the last epoch); a method
     without training is saved as is."""
     from longtail.checkpoint import resume_point
 

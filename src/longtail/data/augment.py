@@ -5,7 +5,7 @@ batch is augmented at once on the model's device, with torch's global RNG on tha
 (``seed_everything`` reproduces it).
 
 * :class:`BatchEval` - uint8 -> float, normalised with (x/255 − mean)/std.
-* :class:`BatchAugment` - the CIFAR-LT recipe of baselines.md §4 (RandomCrop with zero padding,
+* :class:`BatchAugment` - the CIFAR-LT recipe of docs/methods/baselines.md §4 (RandomCrop with zero padding,
   horizontal flip, normalise), vectorised: the batch is padded once and every sample's window,
   mirrored or not, is read with one ``gather`` from per-sample offsets. Optional ColorJitter runs
   with per-sample factors; optional AutoAugment / RandAugment draw per-sample random ops and apply
@@ -13,9 +13,9 @@ batch is augmented at once on the model's device, with torch's global RNG on tha
   with per-sample boxes as a mask, after normalisation (fill ``value``) or, for Difficulty-Net's
   image-mean Cutout, before it.
 
-Difficulty-Net's "exaugment" pipeline (diffnet.md §5) is ``crop_padding_mode="reflect"`` +
+Difficulty-Net's "exaugment" pipeline (docs/methods/diffnet.md §5) is ``crop_padding_mode="reflect"`` +
 AutoAugment + ``cutout={"size": 16, "fill": "image_mean"}``; ``reference_quirks`` reproduces the
-two augmentation quirks of its reference code (diffnet.md §7 N6).
+two augmentation quirks of its reference code (docs/methods/diffnet.md §7 N6).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def pad_crop_flip(
     """Per-sample random crop of the padded batch back to (H, W), mirrored with probability 1/2.
 
     ``pad_twice`` pads the ``padding_mode``-padded batch by ``padding`` zeros again before cropping,
-    as Difficulty-Net's reference code does (diffnet.md §7 N6a: reflect pad 4, then RandomCrop's own
+    as Difficulty-Net's reference code does (docs/methods/diffnet.md §7 N6a: reflect pad 4, then RandomCrop's own
     zero pad 4, so windows shift by up to ±2·padding).
     """
     h, w = images.shape[-2:]
@@ -145,7 +145,7 @@ def _boxes_cutout(b: int, h: int, w: int, size: int, device):
 
 
 def reference_cutout_box(top: torch.Tensor, left: torch.Tensor, size: int, h: int, w: int):
-    """Box of Difficulty-Net's reference Cutout (diffnet.md §7 N6b) from its sampled corner.
+    """Box of Difficulty-Net's reference Cutout (docs/methods/diffnet.md §7 N6b) from its sampled corner.
 
     Our reading of the reference: the corner (top, left) is sampled in [-size//2, H - size//2) x
     [-size//2, W - size//2); the rows are [max(top, 0), min(top + size, H)); the columns start at
@@ -250,12 +250,12 @@ class BatchAugment(BatchEval):
             RandomErasing parameters ``p`` (0.5), ``scale`` ((0.02, 0.33)), ``ratio`` ((0.3, 3.3)),
             ``value`` (0; a number or one per channel), sampled as ``v2.RandomErasing`` does.
             ``fill: image_mean`` fills the Cutout box with the image's own mean (one scalar over its
-            channels and pixels, [0, 255] scale) before normalisation, as Difficulty-Net (diffnet.md §5).
+            channels and pixels, [0, 255] scale) before normalisation, as Difficulty-Net (docs/methods/diffnet.md §5).
         channels_last: return the batch in channels-last memory format.
         crop_padding_mode: ``constant`` (zeros) or ``reflect`` padding of the random crop.
         color_jitter: ColorJitter strengths, a number for all three or a dict with ``brightness``,
             ``contrast`` and ``saturation`` (no hue), factors drawn per sample (:func:`color_jitter`).
-        reference_quirks: reproduce Difficulty-Net's reference augmentation (diffnet.md §7 N6): the
+        reference_quirks: reproduce Difficulty-Net's reference augmentation (docs/methods/diffnet.md §7 N6): the
             padded image is zero-padded by ``crop_padding`` again before the crop (shifts up to
             ±2·crop_padding) and fixed-size Cutout boxes follow :func:`reference_cutout_box`.
     """

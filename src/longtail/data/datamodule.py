@@ -80,7 +80,7 @@ class EpochStartLoader(DataLoader):
     Lightning creates the iterator of a fit's first epoch (epoch 0, or the first one after a resume) before
     ``set_epoch`` and ``on_train_epoch_start``, and with ``num_workers > 0`` the DataLoader draws the sampler's
     indices right then, for the workers' prefetch. A sampler changed at an epoch's start (IP-DPP's subset,
-    ipdpp.md §3; a resumed run's epoch) would then serve its old state for that epoch. Started at the first
+    docs/methods/ipdpp.md §3; a resumed run's epoch) would then serve its old state for that epoch. Started at the first
     batch, after every epoch-start hook, the sampler's ``__iter__`` sees the state meant for its epoch with any
     number of workers.
     """
@@ -113,8 +113,8 @@ class LongTailDataModule(L.LightningDataModule):
         image_size / resize: crop size and test-time resize of file-based data sets.
         color_jitter: brightness/contrast/saturation jitter of file-based training images (``None``: off).
         train_reflect_pad: pixels of reflect padding before the random-resized crop of file-based training images
-            (Difficulty-Net's ImageNet-LT / Places-LT pipeline pads 4, diffnet.md §5; 0: none).
-        protocol: ``ldam`` (README §2: seeded per-class shuffle) or ``diffnet`` (diffnet.md §1): on in-memory
+            (Difficulty-Net's ImageNet-LT / Places-LT pipeline pads 4, docs/methods/diffnet.md §5; 0: none).
+        protocol: ``ldam`` (docs/methods/README.md §2: seeded per-class shuffle) or ``diffnet`` (docs/methods/diffnet.md §1): on in-memory
             data in file order the last ``val_per_class`` (25) train images of every class are the held-out set
             (validation, meta set and accuracy set at once) and class c keeps the *first* n_c images of the
             rest, no shuffle; on list data sets the meta set is ``meta_per_class`` images per class drawn with
@@ -234,7 +234,7 @@ class LongTailDataModule(L.LightningDataModule):
         return self._long_tailed(train, self._seeded_subsample)
 
     def _diffnet_splits(self, train):
-        """diffnet.md §1: the held-out/meta/accuracy set, and the un-shuffled long-tailed prefix of the rest."""
+        """docs/methods/diffnet.md §1: the held-out/meta/accuracy set, and the un-shuffled long-tailed prefix of the rest."""
         if isinstance(train, ArraySplit):
             counts = train.class_counts(self.num_classes)
             if min(counts) < self.val_per_class + 1:
@@ -299,7 +299,7 @@ class LongTailDataModule(L.LightningDataModule):
         return f"{name}{where} ({type(self.source).__module__}.{type(self.source).__qualname__} records no provenance)"
 
     def per_process_batch_size(self, name: str = "batch_size") -> int:
-        """``batch_size`` (and ``meta_batch_size``) is the global batch (ride.md §4: the published recipes' batches
+        """``batch_size`` (and ``meta_batch_size``) is the global batch (docs/methods/ride.md §4: the published recipes' batches
         are global): each of the N data-parallel processes loads batch_size / N, so an N-GPU run takes the same
         steps with the same lr."""
         world = self.trainer.world_size if self.trainer is not None else 1

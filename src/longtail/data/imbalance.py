@@ -90,7 +90,7 @@ def heldout_split(labels, per_class: int, num_classes: int | None = None) -> tup
 
 def lt_prefix(labels, counts) -> np.ndarray:
     """Indices of the long-tailed subset without shuffling: the *first* ``counts[c]`` images of class c in
-    file order (Difficulty-Net's protocol, diffnet.md §1), class 0 first, ascending within a class."""
+    file order (Difficulty-Net's protocol, docs/methods/diffnet.md §1), class 0 first, ascending within a class."""
     labels = _labels_array(labels)
     kept = []
     for c, n_c in enumerate(int(n) for n in counts):
@@ -103,7 +103,7 @@ def lt_prefix(labels, counts) -> np.ndarray:
 
 def per_class_sample(labels, per_class: int, seed: int = 0) -> np.ndarray:
     """Ascending indices of ``per_class`` images of every class drawn without replacement by a seeded generator
-    (the Difficulty-Net meta set of ImageNet-LT / Places-LT, 10 per class from the val list, diffnet.md §1 and N9)."""
+    (the Difficulty-Net meta set of ImageNet-LT / Places-LT, 10 per class from the val list, docs/methods/diffnet.md §1 and N9)."""
     labels = _labels_array(labels)
     rng = np.random.default_rng(seed)
     kept = []

@@ -16,7 +16,7 @@ from longtail.data.splits import FileSplit
 
 LISTS_URL = "github.com/facebookresearch/classifier-balancing (folder data/)"
 
-#: MD5 of the lists as distributed (docs §3), for a data-preparation check with :func:`list_md5`.
+#: MD5 of the lists as distributed (docs/methods/README.md §3), for a data-preparation check with :func:`list_md5`.
 KNOWN_MD5 = {
     "ImageNet_LT_val.txt": "ef44f8e43fbc904809a77216042e7498",
     "ImageNet_LT_test.txt": "5f5f97c738923e877c5c78accce6744f",

@@ -1,4 +1,4 @@
-"""Training samplers that change the class mix of the batches (baselines.md §2).
+"""Training samplers that change the class mix of the batches (docs/methods/baselines.md §2).
 
 Source: Kang et al., "Decoupling Representation and Classifier for Long-Tailed Recognition"
 (arXiv 1910.09217) and its reference code (github.com/facebookresearch/classifier-balancing,
@@ -65,7 +65,7 @@ class _EpochSampler(Sampler[int]):
         self.seed, self.epoch = int(seed), 0
         self.num_replicas, self.rank = _world(num_replicas, rank)
 
-    #: LDAM-DRW's "Resample" quirk (baselines.md B1): the sampler is built but never used, so training sees plain
+    #: LDAM-DRW's "Resample" quirk (docs/methods/baselines.md B1): the sampler is built but never used, so training sees plain
     #: shuffled epochs; set by the class-based samplers' ``ldam_resample_noop``
     resample_noop: bool = False
 
@@ -102,7 +102,7 @@ class InstanceSampler(_EpochSampler):
     """Instance-balanced sampling: a fresh permutation of all images every epoch.
 
     ``fixed_permutation`` repeats epoch 0's permutation every epoch (so ``drop_last`` always drops the same
-    images), as a single-process ``DistributedSampler`` whose ``set_epoch`` is never called (ipdpp.md Q6).
+    images), as a single-process ``DistributedSampler`` whose ``set_epoch`` is never called (docs/methods/ipdpp.md Q6).
     """
 
     def __init__(self, labels: Labels, fixed_permutation: bool = False, **kwargs):
@@ -261,7 +261,7 @@ class CappedSubsetSampler(_ClassSampler):
     """A subset with min(n_c, ``cap``) images of every class c, in a fresh order every epoch.
 
     Until :meth:`set_subset` is called the subset is a uniform draw per class seeded with ``subset_seed``
-    (fixed for the whole run: the linear probe's balanced subset, ipdpp.md §2). A method may replace it at
+    (fixed for the whole run: the linear probe's balanced subset, docs/methods/ipdpp.md §2). A method may replace it at
     any epoch start with its own choice (IP-DPP's k-DPP draws, §3); the epoch length never changes.
     """
 

@@ -1,6 +1,6 @@
 """SimCLR augmentation of in-memory uint8 images, batched on the batch's device with kornia.
 
-BNS pretraining and the IP-DPP probe / fine-tuning (ipdpp.md §2) augment CIFAR with the SimCLR
+BNS pretraining and the IP-DPP probe / fine-tuning (docs/methods/ipdpp.md §2) augment CIFAR with the SimCLR
 recipe (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual Representations"),
 as the reference code's ``datasets/data_augmentation.py`` writes it with a colour strength ``s``:
 

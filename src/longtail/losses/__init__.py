@@ -1,4 +1,4 @@
-"""Long-tailed classification losses (baselines.md §1).
+"""Long-tailed classification losses (docs/methods/baselines.md §1).
 
 Every loss is an ``nn.Module`` built with a keyword ``class_counts`` plus its hyper-parameters, maps
 ``(logits (B, C), target (B,))`` to a scalar, and has a ``weight`` attribute (``None`` or a (C,) tensor)

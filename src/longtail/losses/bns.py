@@ -1,4 +1,4 @@
-"""Balanced Negative Sampling (BNS) contrastive loss, stage 1 of BNS + IP-DPP (ipdpp.md §2, §6 Q5).
+"""Balanced Negative Sampling (BNS) contrastive loss, stage 1 of BNS + IP-DPP (docs/methods/ipdpp.md §2, §6 Q5).
 
 Source: Lin & Yuan, "Long-Tailed Recognition via Information-Preservable Two-Stage Learning",
 NeurIPS 2025, arXiv 2510.08836, Eq. 11–12; reference code BNS_IPDPP ``losses/bns_loss.py``.

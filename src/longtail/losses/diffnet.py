@@ -1,7 +1,7 @@
 """Difficulty-Net losses: the driver loss, the class weights and the difficulty-weighted loss.
 
 Source: Sinha & Ohashi, "Difficulty-Net", WACV 2023, arXiv 2209.02960; reference code
-github.com/hitachi-rd-cv/Difficulty_Net (diffnet.md §3, §7 N3). With ``o = DN(a)`` the difficulties
+github.com/hitachi-rd-cv/Difficulty_Net (docs/methods/diffnet.md §3, §7 N3). With ``o = DN(a)`` the difficulties
 predicted from the class accuracies ``a`` (:class:`longtail.models.DifficultyNet`):
 
     t_c    = 1 - a_c / (sum_j a_j + 1e-12)           driver target (a = 0 gives t = 1)

@@ -13,7 +13,7 @@ Robust loss. For a batch ``(z_i, y_i)``, i = 1..B, constant class centroids ``mu
     L_c      = -(T / T_base) mean_{i in B_c} log P_ci,        c in K
     L_rob    = mean_{c in K} L_c       or, with class weights w,   sum_{c in K} w_c L_c / sum_{all c} w_c
 
-``eps_index="reference"`` reproduces the released code's margin indexing (drolt.md D1): the positives
+``eps_index="reference"`` reproduces the released code's margin indexing (docs/methods/drolt.md D1): the positives
 (c, i), enumerated in row-major order (by class, then sample index), receive ``eps[y_k]`` in batch order,
 so a positive can get another class's margin unless the batch is sorted by label.
 ``logsumexp`` replaces the code's ``log(sum(exp))`` (D9).

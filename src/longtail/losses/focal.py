@@ -3,7 +3,7 @@
 Default (paper): ``L = mean_i w_{y_i} (1 - p_i)^gamma CE_i`` with ``p_i = softmax(z_i)_{y_i}``, a plain mean
 over the batch (not divided by the weight sum); ``w = 1`` without weights, and ``gamma = 0`` is CE.
 
-``pt_from_weighted_ce=True`` reproduces github.com/kaidic/LDAM-DRW ``losses.py`` (baselines.md §6, B2):
+``pt_from_weighted_ce=True`` reproduces github.com/kaidic/LDAM-DRW ``losses.py`` (docs/methods/baselines.md §6, B2):
 ``ce_i = w_{y_i} CE_i``, ``p_i = exp(-ce_i)``, ``L = mean_i (1 - p_i)^gamma ce_i``, so with weights ``p_i`` is
 ``p_true ** w_{y_i}`` rather than the softmax probability.
 """

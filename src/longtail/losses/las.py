@@ -1,4 +1,4 @@
-"""Label-aware smoothing (LAS), concave form, as used by Difficulty-Net stage 2 (diffnet.md §4).
+"""Label-aware smoothing (LAS), concave form, as used by Difficulty-Net stage 2 (docs/methods/diffnet.md §4).
 
 Source: Zhong et al., "Improving Calibration for Long-Tailed Recognition" (MiSLAS), CVPR 2021,
 arXiv 2104.00466, reference github.com/dvlab-research/MiSLAS ``methods.py``; used unchanged by

@@ -1,7 +1,7 @@
 """RIDE multi-expert loss and its distillation variant, Wang et al., arXiv 2010.01809.
 
 Reference: github.com/frank-xwang/RIDE-LongTailRecognition ``model/loss.py`` (``RIDELoss``,
-``RIDELossWithDistill``); see ride.md §2 and §6. With expert logits ``z^(k)`` (E, B, C), already scaled by the
+``RIDELossWithDistill``); see docs/methods/ride.md §2 and §6. With expert logits ``z^(k)`` (E, B, C), already scaled by the
 cosine head, and the ensemble ``zbar = mean_k z^(k)``:
 
     L = sum_k [ base_loss_factor * base(z^(k), y) + alpha * Tbar^2 * KL( softmax(zbar / T) || softmax(z^(k) / T) ) ]

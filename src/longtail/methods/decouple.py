@@ -5,7 +5,7 @@
 * tau-norm: no training; w_c / ||w_c||^tau with the bias dropped, tau chosen on val.
 
 The backbone is frozen and kept in eval mode in all three, so no BatchNorm
-statistic moves (baselines.md §3).
+statistic moves (docs/methods/baselines.md §3).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from longtail.methods.base import LongTailModule
 from longtail.methods.erm import ERM
 from longtail.models.heads import LWSHead, TauNormHead
 
-#: checkpoint metadata key: the backbone buffers a recalibrating probe started from (ipdpp.md §3, Q8)
+#: checkpoint metadata key: the backbone buffers a recalibrating probe started from (docs/methods/ipdpp.md §3, Q8)
 PRETRAINED_BUFFERS = "pretrained_backbone_buffers"
 
 
@@ -35,11 +35,11 @@ class ClassifierRetraining(ERM):
     """cRT: keep the stage-1 backbone, train a freshly initialised classifier.
 
     ``reinit_head=False`` keeps training the previous stage's classifier instead (DRO-LT's
-    balanced-classifier phase does this). The same stage is BNS's linear probe (ipdpp.md §2);
+    balanced-classifier phase does this). The same stage is BNS's linear probe (docs/methods/ipdpp.md §2);
     ``recalibrate_backbone`` leaves the frozen backbone in train mode, so its BatchNorm statistics
     move, as the BNS reference probe does (Q8). The checkpoint then also keeps the backbone's buffers as
     loaded (under ``PRETRAINED_BUFFERS``), so that a next stage can start from the pretrained statistics:
-    IP-DPP fine-tunes from the BNS encoder, not the probe's (ipdpp.md §3).
+    IP-DPP fine-tunes from the BNS encoder, not the probe's (docs/methods/ipdpp.md §3).
     """
 
     needs_init = True

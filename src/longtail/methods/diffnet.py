@@ -1,7 +1,7 @@
 """Difficulty-Net stage 1: a meta-learned MLP predicts relative class difficulties that weight the loss.
 
 Sinha & Ohashi, "Difficulty-Net: Learning to Predict Difficulty for Long-Tailed Recognition", WACV 2023
-(arXiv 2209.02960); reference code github.com/hitachi-rd-cv/Difficulty_Net. Per step (diffnet.md §3):
+(arXiv 2209.02960); reference code github.com/hitachi-rd-cv/Difficulty_Net. Per step (docs/methods/diffnet.md §3):
 
     o = DN_φ(a),  w = C·o / Σo,  L_drv = mean_c (o_c − (1 − a_c / Σa))²
     θ' = θ − α_t ∇_θ L_v(θ, w),   L_v = mean_i w_{y_i} ℓ(f_θ(x_i), y_i)      (virtual SGD step)
@@ -55,7 +55,7 @@ class MetaStep:
 
 def last_stage_parameters(network: nn.Module) -> set[str]:
     """Names of the head's parameters and of the backbone's last child that has parameters (its last residual
-    stage, or the OLTR extra block): the ``virtual_params=last_stage`` memory saver of diffnet.md §3."""
+    stage, or the OLTR extra block): the ``virtual_params=last_stage`` memory saver of docs/methods/diffnet.md §3."""
     children = [name for name, child in network.backbone.named_children() if any(True for _ in child.parameters())]
     prefixes = ("head.", f"backbone.{children[-1]}.") if children else ("head.",)
     return {n for n, _ in network.named_parameters() if n.startswith(prefixes)}
@@ -78,7 +78,7 @@ class DifficultyNetMetaLearning(LongTailModule):
         accuracy_timing: ``after_epoch`` (CIFAR: a = 0 in epoch 0, then the accuracy after each epoch) or
             ``before_epoch`` (ImageNet-LT / Places-LT).
         meta_augment: give the meta batches the training augmentation; by default they get the evaluation
-            transform, as the reference's meta loaders (the spec is silent, diffnet.md §3).
+            transform, as the reference's meta loaders (the spec is silent, docs/methods/diffnet.md §3).
         lr_groups: learning rate per parameter-name prefix, e.g. ``{network.head: 0.01}`` (Places-LT);
             other parameters use the optimizer's ``lr``.
         **kwargs: see :class:`LongTailModule`.
@@ -150,7 +150,7 @@ class DifficultyNetMetaLearning(LongTailModule):
     def update_difficulty_net(self, objective: torch.Tensor) -> None:
         """One optimizer step of Difficulty-Net on ∇_φ objective (float32, never loss-scaled), rank-averaged. Each
         process holds an equal shard of the global batch and meta batch, so averaging this gradient, the virtual
-        step's and the meta-gradient makes N processes take one process's step (diffnet.md §3)."""
+        step's and the meta-gradient makes N processes take one process's step (docs/methods/diffnet.md §3)."""
         parameters = list(self.difficulty_net.parameters())
         for parameter, grad in zip(parameters, rank_mean(list(torch.autograd.grad(objective, parameters)))):
             parameter.grad = grad

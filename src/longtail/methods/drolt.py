@@ -1,6 +1,6 @@
 """DRO-LT robust feature learning (Samuel & Chechik, ICCV 2021, arXiv 2104.03066).
 
-Stage 2 of DRO-LT (drolt.md §2): starting from a trained model, the backbone and a learned
+Stage 2 of DRO-LT (docs/methods/drolt.md §2): starting from a trained model, the backbone and a learned
 per-class margin ε are trained with
 
     L = CE_w(z, y) + L_rob(f, y, μ, ε, T),   w_c = n_c / n_max,
@@ -12,7 +12,7 @@ means (``centroids="running"``). Stage 3 is the library's classifier re-training
 backbone (:class:`~longtail.methods.decouple.ClassifierRetraining`).
 
 The nearest-class-mean evaluation (``val/ncm_acc``, ``test/ncm_acc`` with its shot groups) always uses
-centroids of *un-augmented* training features (drolt.md §2), whatever the training centroids are;
+centroids of *un-augmented* training features (docs/methods/drolt.md §2), whatever the training centroids are;
 ``drolt/epsilons`` (per class) goes into the results and ``plots/epsilons.png``.
 """
 
@@ -49,7 +49,7 @@ class DROLT(LongTailModule):
         centroids: ``augmented`` (reference), ``clean`` or ``running``.
         centroid_momentum: weight of the old centroid in the ``running`` mode.
         robust_weights: the weighted robust loss Σ_K w_c L_c / Σ_C w_c with the frequency weights w_c = n_c / n_max
-            of the CE term (drolt.md §2, off in the published command).
+            of the CE term (docs/methods/drolt.md §2, off in the published command).
     """
 
     needs_init = True
@@ -117,7 +117,7 @@ class DROLT(LongTailModule):
 
     @torch.no_grad()
     def refresh_centroids(self) -> None:
-        """μ_c = mean eval-mode feature of class c over one pass of the training data (drolt.md §2).
+        """μ_c = mean eval-mode feature of class c over one pass of the training data (docs/methods/drolt.md §2).
 
         The pass is as long as a training epoch (so ``limit_train_batches`` shortens both alike)."""
         clean = self.centroid_mode == "clean"

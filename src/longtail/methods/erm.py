@@ -1,7 +1,7 @@
 """Empirical risk minimisation: one network, one loss, optional deferred re-weighting.
 
 This is the training step behind the CE, Focal, LDAM-DRW, Balanced Softmax,
-logit-adjustment and class-balanced baselines (baselines.md §1): which of them
+logit-adjustment and class-balanced baselines (docs/methods/baselines.md §1): which of them
 runs is the configured ``loss`` and sampler. Deferred re-weighting (Cao et al.,
 arXiv 1906.07413) switches the loss to class-balanced weights from the 0-indexed
 epoch ``drw_start`` on; before it the loss keeps the weights it was built with

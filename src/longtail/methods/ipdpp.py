@@ -1,4 +1,4 @@
-"""BNS + IP-DPP (Lin & Yuan, NeurIPS 2025, arXiv 2510.08836; ipdpp.md).
+"""BNS + IP-DPP (Lin & Yuan, NeurIPS 2025, arXiv 2510.08836; docs/methods/ipdpp.md).
 
 * :class:`BNSPretraining` — stage 1: encoder + projector trained with the balanced-negative-sampling loss
   on two augmented views per image. It has no classifier; the linear probe (a cRT stage on the frozen
@@ -67,13 +67,13 @@ class BNSPretraining(LongTailModule):
 
 
 def redraw_epochs(max_epochs: int, every: int) -> list[int]:
-    """0-indexed epochs before which the subset is re-drawn with the current model (ipdpp.md §3):
+    """0-indexed epochs before which the subset is re-drawn with the current model (docs/methods/ipdpp.md §3):
     (e + 1) divisible by ``every``, never before the last epoch. The initial draw comes before epoch 0."""
     return [e for e in range(max_epochs) if (e + 1) % every == 0 and e + 1 != max_epochs]
 
 
 class IPDPPFineTuning(ERM):
-    """CE fine-tuning on a k-DPP undersample, re-drawn on a schedule (ipdpp.md §3).
+    """CE fine-tuning on a k-DPP undersample, re-drawn on a schedule (docs/methods/ipdpp.md §3).
 
     Args:
         k: images kept per class (classes with n_c ≤ k are kept whole).
@@ -135,7 +135,7 @@ class IPDPPFineTuning(ERM):
 
     def _load_backbone_buffers(self, buffers: dict[str, torch.Tensor]) -> None:
         """The encoder's BatchNorm statistics from the BNS stage: a probe run with ``probe.bn_train_mode`` (Q8)
-        moved its own, but fine-tuning starts from the BNS encoder, buffers included (ipdpp.md §3)."""
+        moved its own, but fine-tuning starts from the BNS encoder, buffers included (docs/methods/ipdpp.md §3)."""
         own = dict(self.network.backbone.named_buffers())
         if set(own) != set(buffers):
             raise RuntimeError(f"the checkpoint's pretrained backbone buffers do not match this backbone's: "

@@ -1,4 +1,4 @@
-"""Difficulty-Net: an MLP that maps the class-accuracy vector to per-class difficulties (diffnet.md §2).
+"""Difficulty-Net: an MLP that maps the class-accuracy vector to per-class difficulties (docs/methods/diffnet.md §2).
 
 Source: Sinha & Ohashi, "Difficulty-Net: Learning to Predict Difficulty for Long-Tailed Recognition",
 WACV 2023, arXiv 2209.02960; reference code github.com/hitachi-rd-cv/Difficulty_Net

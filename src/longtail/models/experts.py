@@ -1,4 +1,4 @@
-"""RIDE multi-expert network: a shared trunk and E expert branches (ride.md §1).
+"""RIDE multi-expert network: a shared trunk and E expert branches (docs/methods/ride.md §1).
 
 RIDE (Wang et al., arXiv 2010.01809; reference ``ride_resnet_cifar.py`` and
 ``fb_resnets/RIDEResNet.py``) shares the early stages of a ResNet and gives each

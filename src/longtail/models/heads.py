@@ -1,10 +1,10 @@
 """Classifier heads: features (B, D) -> logits (B, C).
 
 * :class:`LinearHead`: the usual ``Wf + b`` (CE, Focal, cRT, …).
-* :class:`CosineHead`: LDAM-DRW's ``NormedLinear`` (baselines.md §1, ride.md §1),
+* :class:`CosineHead`: LDAM-DRW's ``NormedLinear`` (docs/methods/baselines.md §1, docs/methods/ride.md §1),
   scale included, so losses receive scaled logits.
 * :class:`TauNormHead` and :class:`LWSHead`: the decoupled classifier stages of
-  Kang et al. (arXiv 1910.09217, baselines.md §3) built on a stage-1 linear head.
+  Kang et al. (arXiv 1910.09217, docs/methods/baselines.md §3) built on a stage-1 linear head.
 
 Heads are also available by name (``"linear"``, ``"cosine"``) through
 :func:`create_head`, for configs.
@@ -101,9 +101,9 @@ class LWSHead(nn.Module):
     """Learnable weight scaling: ``s ⊙ (W f + b)`` with (W, b) frozen, ``scales`` s init 1.
 
     The scale multiplies the bias too, as in classifier-balancing
-    ``models/TauNormClassifier.py`` (baselines.md §6, B6). Any head can be scaled (a cosine
+    ``models/TauNormClassifier.py`` (docs/methods/baselines.md §6, B6). Any head can be scaled (a cosine
     head too), and with ``train_classifier`` the wrapped head keeps training alongside s
-    (Difficulty-Net's CIFAR stage 2: cRT from the stage-1 classifier plus LWS, diffnet.md §4).
+    (Difficulty-Net's CIFAR stage 2: cRT from the stage-1 classifier plus LWS, docs/methods/diffnet.md §4).
 
     Args:
         linear: the stage-1 head; a (frozen unless ``train_classifier``) copy is kept as ``self.linear``.

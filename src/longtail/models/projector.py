@@ -1,4 +1,4 @@
-"""Projection head of BNS pretraining (ipdpp.md §1): Linear(512 → 2048) → ReLU → Linear(2048 → 128), no BN.
+"""Projection head of BNS pretraining (docs/methods/ipdpp.md §1): Linear(512 → 2048) → ReLU → Linear(2048 → 128), no BN.
 
 The BNS loss (:mod:`longtail.losses.bns`) is computed on its L2-normalised output; the later stages
 (linear probe, IP-DPP fine-tuning) drop it and use the encoder's 512-d feature.

@@ -7,7 +7,7 @@ initialisation of every convolution. ResNet-32 gives a 64-d feature and, with
 a 10-class linear head, 0.46M parameters.
 
 The stages are attributes (``stem``, ``layer1``, ``layer2``, ``layer3``) and
-:func:`make_stage` is public, so RIDE (ride.md §1) can share ``stem`` and
+:func:`make_stage` is public, so RIDE (docs/methods/ride.md §1) can share ``stem`` and
 ``layer1`` and give every expert its own, narrower ``layer2``/``layer3``
 (e.g. ``widths=(16, 24, 48)``). The option-A padding ``(planes − in_planes)//2``
 per side is RIDE's generalisation of LDAM-DRW's ``planes//4``; both agree when

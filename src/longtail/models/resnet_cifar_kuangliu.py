@@ -1,6 +1,6 @@
 """CIFAR ResNet-18/34 in the "kuangliu" layout (github.com/kuangliu/pytorch-cifar), the BNS + IP-DPP encoders.
 
-ipdpp.md §1: ResNet-18 ([2, 2, 2, 2]) for CIFAR-10-LT and ResNet-34 ([3, 4, 6, 3]) for CIFAR-100-LT,
+docs/methods/ipdpp.md §1: ResNet-18 ([2, 2, 2, 2]) for CIFAR-10-LT and ResNet-34 ([3, 4, 6, 3]) for CIFAR-100-LT,
 as in the reference code's ``models/models_resnet.py``. Unlike the ImageNet ResNet, the stem is a
 single 3×3 stride-1 convolution (64 channels, no bias) + BN + ReLU with no max-pool, so a 32×32
 image keeps its resolution in ``layer1`` and reaches ``layer4`` at 4×4; the global average pool

@@ -1,6 +1,6 @@
 """ImageNet-size backbones: torchvision ResNets and any timm model.
 
-The large-scale recipes (baselines.md §4, ride.md §1) use ResNet-10
+The large-scale recipes (docs/methods/baselines.md §4, docs/methods/ride.md §1) use ResNet-10
 (BasicBlock, [1, 1, 1, 1], as in classifier-balancing and RIDE), ResNet-50,
 ResNeXt-50 32×4d and ImageNet-pretrained ResNet-152 (Places-LT). They are
 torchvision's ``ResNet`` with ``fc`` replaced by ``Identity``, so the stages
@@ -9,7 +9,7 @@ accessible for RIDE's shared/expert split. ``pretrained=True`` loads
 torchvision's ``DEFAULT`` weights (network needed); the default is ``False``.
 
 ``"resnet152_oltr"`` is the Places-LT backbone of OLTR and Difficulty-Net
-(diffnet.md §2): ImageNet-pretrained ResNet-152 with ``layer4`` cut to its first
+(docs/methods/diffnet.md §2): ImageNet-pretrained ResNet-152 with ``layer4`` cut to its first
 two blocks, plus a new, freshly initialised ``Bottleneck(2048, 512)`` called
 ``extra`` after it. It loads torchvision's weights by default; without network
 the file must already be in the torch hub cache, or be given as a path

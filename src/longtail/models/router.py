@@ -1,4 +1,4 @@
-"""RIDE expert-assignment router (stage 2, ride.md §3).
+"""RIDE expert-assignment router (stage 2, docs/methods/ride.md §3).
 
 After experts 0..k have run, router k decides per sample whether expert k+1 is
 needed. Following the reference (``ea_resnet_cifar.py``, ``EAResNet.py``), its
