@@ -116,3 +116,14 @@ def test_make_test_fast_skips_the_slow_tier_and_ci_prints_the_slowest_tests():
     assert '-m pytest -q -m "not slow"' in fast
     assert "make test PYTEST_ARGS=--durations=20" in (REPO / ".ci" / "run").read_text()
     assert "make test-fast" in (REPO / "README.md").read_text()
+
+
+def test_the_optimizer_group_and_a_stage_override():
+    """`optimizer@method.optimizer=adamw` swaps the first stage's optimizer; a stage keeps its own (cRT: SGD with
+    the group's momentum and its own weight decay) and takes a key override."""
+    stages = dict(stage_configs(compose_config(["experiment=crt_cifar10", "optimizer@method.optimizer=adamw",
+                                                "stages.crt.method.optimizer.lr=0.05"])))
+    assert stages["train"].method.optimizer._target_ == "torch.optim.AdamW"
+    assert list(stages["train"].method.optimizer.betas) == [0.9, 0.95]
+    crt = stages["crt"].method.optimizer
+    assert (crt._target_, crt.lr, crt.momentum, crt.weight_decay) == ("torch.optim.SGD", 0.05, 0.9, 5.0e-4)
