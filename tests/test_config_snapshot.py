@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from config_snapshot import command_lines, composed_views, snapshot
 
+from longtail.overrides import RENAMED_KEYS
+
 # old dotted key (prefix) -> its new name; None: the key is gone on purpose (an indirection the refactor removed)
-RENAMES: dict[str, str | None] = {}
+RENAMES: dict[str, str | None] = dict(RENAMED_KEYS)
 
 
 def renamed(view: dict, renames: dict[str, str | None] = RENAMES) -> dict:

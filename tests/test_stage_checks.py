@@ -22,7 +22,7 @@ SWEEP = ["-m", "experiment=drolt_cifar10,ride_cifar10", "stages.router.method.ro
 @pytest.mark.parametrize("args, key, reason", [
     (["stages.robust.method.centroids=clena", "debug=smoke"], "stages.robust.method.centroids=clena",
      "centroids must be one of"),
-    (["fidelity.drolt_centroids=clena"], "fidelity.drolt_centroids=clena", "centroids must be one of"),
+    (["drolt.centroids=clena"], "drolt.centroids=clena", "centroids must be one of"),
     (["stages.robust.method.loss.eps_index=foo"], "stages.robust.method.loss.eps_index=foo",
      "eps_index must be one of"),
     (["+stages.robust.method.centroid=clean"], "stages.robust.method.centroid=clean",

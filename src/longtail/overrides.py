@@ -35,6 +35,19 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONF_DIR = Path(__file__).parent / "conf"
 NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
+# keys that were renamed (issue 20: one name per switch), old -> new; the config snapshot test maps them too
+RENAMED_KEYS = {
+    "fidelity.focal_pt_from_weighted_ce": "focal.pt_from_weighted_ce",
+    "fidelity.ride_collaborative_when_zero": "ride.collaborative_when_zero",
+    "fidelity.ride_distill_times_experts": "ride.distill_times_experts",
+    **{f"fidelity.drolt_{k}": f"drolt.{k}" for k in ("eps_index", "eps_param", "centroids")},
+    **{f"fidelity.diffnet_{k}": f"diffnet.{k}"
+       for k in ("detach_weights", "meta_step", "bs_broadcast_bug", "schedule", "aug_reference")},
+    **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("sampler", "kernel_scale", "prob_transform", "first_probs")},
+    "fidelity.bns_form": "bns.form",
+    "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
+    "fidelity.probe_bn_train_mode": "probe.bn_train_mode",
+}
 MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
 _ABSENT = object()
 
@@ -290,6 +303,10 @@ def _is_value(override, cfg: DictConfig) -> bool:
 def _composition_message(error: str, lines: list, compose_with) -> str:
     """A misspelt key or config option, with the nearest existing ones; Hydra's message for other errors."""
     missing = NOT_IN_STRUCT.search(error)
+    if missing and missing.group(1) in RENAMED_KEYS:
+        key = missing.group(1)
+        value = next((line.partition("=")[2] for line in lines if line and override_key(line) == key), "…")
+        return f"'{key}' was renamed: use {RENAMED_KEYS[key]}={value}."
     if missing:
         key = missing.group(1)
         parent, _, leaf = key.rpartition(".")

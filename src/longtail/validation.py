@@ -15,7 +15,7 @@ starts, after the stages before it have trained. :func:`stage_problem` composes 
 Files a constructor would read (ImageNet weights, a teacher checkpoint) are checked to exist, not read or
 downloaded. An error names the key to change: the command line's override that sets the value if there is one,
 else the stage's own key (``stages.<name>.…``) or the global one, followed along plain interpolations
-(``${fidelity.drolt_centroids}``).
+(``${drolt.centroids}``).
 """
 
 from __future__ import annotations
