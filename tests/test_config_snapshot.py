@@ -49,3 +49,10 @@ def test_a_changed_value_is_reported():
 def test_renames_move_and_drop_keys():
     renames = {"fidelity.x": "method.x", "diffnet": None}
     assert renamed({"fidelity.x": 1, "fidelity.xy": 2, "diffnet.a": 3}, renames) == {"method.x": 1, "fidelity.xy": 2}
+
+
+def test_an_old_key_names_its_new_name():
+    from longtail.overrides import check_overrides
+
+    message = check_overrides(["experiment=drolt_cifar10", "fidelity.drolt_centroids=clean"])
+    assert message == "'fidelity.drolt_centroids' was renamed: use drolt.centroids=clean.", message
