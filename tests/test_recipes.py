@@ -27,7 +27,7 @@ SEED_METHODS = ("drolt", "ride", "diffnet", "ipdpp")
 SEED_EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")
                           if p.stem.split("_")[0] in SEED_METHODS)
 # the nodes a stage instantiates or reads at run time (longtail.stages.build_stage / build_trainer); the
-# top-level switch nodes (fidelity, diffnet, ipdpp, bns, probe, drolt) only feed these through interpolation
+# top-level switch nodes (focal, ride, drolt, diffnet, ipdpp, bns, probe) only feed these through interpolation
 EFFECTIVE_NODES = ("method", "datamodule", "trainer", "callbacks", "logging")
 
 
