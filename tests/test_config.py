@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import CONF_DIR, REPO, compose_config
+from conftest import CONF_DIR, REPO, compose_config, real_cifar10
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -100,6 +100,13 @@ def test_the_config_tree_ships_in_the_wheel_and_runs_from_any_directory(tmp_path
                            cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
     assert where.startswith(str(target))
     assert {"test/acc", "test/acc_few"} <= set(results)
+    cifar10 = real_cifar10()
+    if cifar10 is not None:  # the bench from the wheel too (it needs CIFAR; the skip of test_bench.py says so)
+        bench = subprocess.run(
+            [sys.executable, "-m", "longtail.bench", "--root", str(cifar10), "--method", "erm", "--steps", "2",
+             "--warmup", "1", "--repeats", "1", "--eval-batches", "2", "--no-epoch-rss", "--json", "bench.json"],
+            cwd=cwd, env=env, check=True, capture_output=True, text=True)
+        assert json.loads((cwd / "bench.json").read_text())["methods"]["erm"]["img_s"] > 0, bench.stdout
 
 
 def test_resolved_config_round_trips_through_yaml():

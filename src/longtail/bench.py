@@ -61,7 +61,16 @@ from longtail.methods.diffnet import DifficultyNetMetaLearning
 from longtail.overrides import CONF_DIR
 from longtail.stages import stage_configs
 
-SHARED_CIFAR10 = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# where CIFAR-10 is looked for without --root: $LONGTAIL_CIFAR10, then the project's ../shared/data beside the current
+# folder (a checkout run from its root) and beside the source tree (an editable install); an installed wheel
+# needs one of the first two or --root
+SHARED_CIFAR10 = Path("shared") / "data" / "cifar10-jpeg.tar.gz"
+
+
+def default_cifar10() -> Path | None:
+    candidates = [os.environ.get("LONGTAIL_CIFAR10"), Path.cwd().parent / SHARED_CIFAR10,
+                  Path(__file__).resolve().parents[3] / SHARED_CIFAR10]
+    return next((Path(c) for c in candidates if c and Path(c).exists()), None)
 EXPERIMENTS = {"cifar10": "ce_cifar10", "cifar100": "ce_cifar100"}
 # the config overrides that turn the ERM/CE run into each method's training step
 METHODS: dict[str, list[str]] = {
@@ -185,10 +194,10 @@ class Bench:
 
     def __init__(self, args):
         self.args = args
-        found = [Path(p) for p in (os.environ.get("LONGTAIL_CIFAR10"), SHARED_CIFAR10) if p and Path(p).exists()]
-        root = self.root = args.root or (found[0] if found else None)
+        root = self.root = args.root or default_cifar10()
         if root is None:
-            raise SystemExit("no CIFAR found: pass --root PATH (an image-folder tree, its .tar.gz or a torchvision root)")
+            raise SystemExit("no CIFAR found: pass --root PATH (an image-folder tree, its .tar.gz or a torchvision "
+                             "root) or set LONGTAIL_CIFAR10")
         self.base = [
             f"experiment={EXPERIMENTS[args.dataset]}", f"datamodule.root={root}", f"model={args.backbone}",
             f"sampler={args.sampler}", f"datamodule.batch_size={args.batch_size}", "logger=csv",
