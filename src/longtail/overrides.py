@@ -26,15 +26,15 @@ import difflib
 import functools
 import inspect
 import os
-import re
 import types
 import typing
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from longtail.compat import HYDRA_MISSING_OPTION, HYDRA_NOT_IN_STRUCT, hydra_config_loader, raw_child
+
 CONF_DIR = Path(__file__).parent / "conf"
-NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
 # keys that were renamed (issue 20: one name per switch), old -> new; the config snapshot test maps them too
 RENAMED_KEYS = {
     "fidelity.focal_pt_from_weighted_ce": "focal.pt_from_weighted_ce",
@@ -48,7 +48,6 @@ RENAMED_KEYS = {
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",
 }
-MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
 _ABSENT = object()
 
 
@@ -302,7 +301,7 @@ def _is_value(override, cfg: DictConfig) -> bool:
 
 def _composition_message(error: str, lines: list, compose_with) -> str:
     """A misspelt key or config option, with the nearest existing ones; Hydra's message for other errors."""
-    missing = NOT_IN_STRUCT.search(error)
+    missing = HYDRA_NOT_IN_STRUCT.search(error)
     if missing and missing.group(1) in RENAMED_KEYS:
         key = missing.group(1)
         value = next((line.partition("=")[2] for line in lines if line and override_key(line) == key), "…")
@@ -327,7 +326,7 @@ def _composition_message(error: str, lines: list, compose_with) -> str:
         hint = f"Did you mean {' or '.join(close)}? " if close else ""
         return (f"'{key}' is not a config key. {hint}The keys of {where} are: {', '.join(keys)}. "
                 f"(`python -m longtail.run --cfg job` prints the whole config.)")
-    option = MISSING_OPTION.search(error)
+    option = HYDRA_MISSING_OPTION.search(error)
     if option and not option.group(1).startswith("hydra"):  # Hydra's own groups list their options already
         group, name = option.groups()
         choices = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -342,7 +341,7 @@ def _leaf_paths(node: DictConfig, prefix: str = ""):
     for key in node.keys():
         if key == "hydra":
             continue
-        child = node._get_node(key)
+        child = raw_child(node, key)
         path = f"{prefix}{key}"
         if isinstance(child, DictConfig):
             yield from _leaf_paths(child, f"{path}.")
@@ -368,9 +367,8 @@ def skip_absent_stages_in_multiruns() -> None:
     is dropped where stage ``<name>`` is absent: :func:`check_overrides` has refused a stage no job has, and a job
     prints what it skipped (:func:`longtail.stages.report_skipped_overrides`). Hydra has no hook for this; its
     override step is wrapped (once), at import, so that launcher processes that import the task do it too."""
-    try:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    except ImportError:
+    ConfigLoaderImpl = hydra_config_loader()
+    if ConfigLoaderImpl is None:
         return  # another Hydra: such an override stops the sweep, as before
     apply = ConfigLoaderImpl._apply_overrides_to_config
     if getattr(apply, "skips_absent_stages", False):

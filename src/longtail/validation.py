@@ -23,10 +23,11 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from longtail.compat import is_interpolation, is_none_or_interpolation, raw_child, raw_value, stand_in_trainer
 
 #: constructor arguments that read a file: the check looks for the file and builds without it
 FILE_ARGUMENTS = {"pretrained": False, "teacher_checkpoint": None}
@@ -109,7 +110,7 @@ def check_method(stage_cfg: DictConfig) -> None:
         model = _build_method(method, _counts(stage_cfg), performance, "cpu")
     if model.requires_training:
         max_epochs = stage_cfg.trainer.get("max_epochs") or 1
-        model._trainer = SimpleNamespace(max_epochs=max_epochs, estimated_stepping_batches=max_epochs)
+        stand_in_trainer(model, max_epochs)
         model.configure_optimizers()
 
 
@@ -281,9 +282,9 @@ def _raw(cfg: DictConfig, key: str):
     """The value at ``key`` as written (an interpolation unresolved), or ``_ABSENT``."""
     node = cfg
     for part in key.split("."):
-        if not isinstance(node, DictConfig) or node._is_none() or node._is_interpolation():
+        if not isinstance(node, DictConfig) or is_none_or_interpolation(node):
             return _ABSENT
-        node = node._get_node(part, validate_access=False, throw_on_missing_key=False)
+        node = raw_child(node, part)
         if node is None:
             return _ABSENT
-    return node._value() if node._is_interpolation() or not isinstance(node, (DictConfig, ListConfig)) else node
+    return raw_value(node) if is_interpolation(node) or not isinstance(node, (DictConfig, ListConfig)) else node

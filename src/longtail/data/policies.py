@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from longtail.compat import apply_autoaugment_op, autoaugment_policy, autoaugment_space
+
 AUTOAUGMENT_POLICIES = {
     "cifar10": v2.AutoAugmentPolicy.CIFAR10,
     "imagenet": v2.AutoAugmentPolicy.IMAGENET,
@@ -87,7 +89,7 @@ class _GroupedPolicy(nn.Module):
     def _transform(self, images: torch.Tensor, index: torch.Tensor, op: tuple[str, float]) -> torch.Tensor:
         """torchvision's op ``(name, magnitude)`` on a batch (``index`` is unused: one magnitude for all)."""
         tv = self._torchvision
-        return tv._apply_image_or_video_transform(images, *op, interpolation=tv.interpolation, fill=tv._fill)
+        return apply_autoaugment_op(tv, images, *op)
 
     def apply(self, images: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Apply the entries ``keys`` (slots, B) slot after slot; entry 0 (identity) leaves a sample as it is."""
@@ -115,9 +117,9 @@ class BatchAutoAugment(_GroupedPolicy):
     def __init__(self, policy: str, interpolation="nearest", fill=None):
         if policy not in AUTOAUGMENT_POLICIES:
             raise ValueError(f"autoaugment must be one of {sorted(AUTOAUGMENT_POLICIES)}, got {policy!r}")
-        super().__init__(v2.AutoAugment._AUGMENTATION_SPACE, 10, interpolation, fill)
+        super().__init__(autoaugment_space(), 10, interpolation, fill)
         self.policy = policy
-        table = v2.AutoAugment(AUTOAUGMENT_POLICIES[policy])._policies
+        table = autoaugment_policy(AUTOAUGMENT_POLICIES[policy])
         probability, positive, negative = [], [], []
         for sub_policy in table:
             probability.append([p for _, p, _ in sub_policy])

@@ -28,8 +28,8 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
+from longtail.compat import ddp_ignore
 from longtail.distributed import rank_mean
 from longtail.losses import difficulty_class_weights, driver_loss
 from longtail.methods.base import LongTailModule
@@ -143,9 +143,7 @@ class DifficultyNetMetaLearning(LongTailModule):
         """DDP's reducer expects one backward per forward over every parameter; Difficulty-Net has its own backward
         and its gradient is averaged over the ranks by :meth:`update_difficulty_net`, so the reducer ignores it."""
         super().configure_model()
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            self, [f"difficulty_net.{name}" for name, _ in self.difficulty_net.named_parameters()]
-        )
+        ddp_ignore(self, [f"difficulty_net.{name}" for name, _ in self.difficulty_net.named_parameters()])
 
     def update_difficulty_net(self, objective: torch.Tensor) -> None:
         """One optimizer step of Difficulty-Net on ∇_φ objective (float32, never loss-scaled), rank-averaged. Each

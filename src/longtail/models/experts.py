@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
+from longtail.compat import resnet_layer
 from longtail.models.heads import CosineHead
 from longtail.models.registry import create_backbone
 from longtail.models.resnet_cifar import ResNetCifar, init_weights, make_stage
@@ -77,7 +78,7 @@ def _torchvision_parts(
 
     def make_stages() -> nn.Sequential:
         base.inplanes, base.dilation = 128 * block.expansion, 1
-        stages = nn.Sequential(base._make_layer(block, planes3, n3, stride=2), base._make_layer(block, planes4, n4, 2))
+        stages = nn.Sequential(resnet_layer(base, block, planes3, n3, 2), resnet_layer(base, block, planes4, n4, 2))
         for m in stages.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
