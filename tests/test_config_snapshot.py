@@ -9,7 +9,10 @@ from config_snapshot import command_lines, composed_views, snapshot
 from longtail.overrides import RENAMED_KEYS
 
 # old dotted key (prefix) -> its new name; None: the key is gone on purpose (an indirection the refactor removed)
-RENAMES: dict[str, str | None] = dict(RENAMED_KEYS)
+RENAMES: dict[str, str | None] = {**RENAMED_KEYS,
+                                   # the same renames where the composed config repeats them
+                                   "method.sampler": "method.dpp_sampler",  # IP-DPP's stage
+                                   "datamodule.sampler.subset_seed": "datamodule.sampler.draw_seed"}
 
 
 def renamed(view: dict, renames: dict[str, str | None] = RENAMES) -> dict:
@@ -56,3 +59,10 @@ def test_an_old_key_names_its_new_name():
 
     message = check_overrides(["experiment=drolt_cifar10", "fidelity.drolt_centroids=clean"])
     assert message == "'fidelity.drolt_centroids' was renamed: use drolt.centroids=clean.", message
+
+
+def test_a_renamed_key_inside_a_stage_names_its_new_name():
+    from longtail.overrides import check_overrides
+
+    message = check_overrides(["experiment=ipdpp_cifar10", "stages.probe.sampler.subset_seed=3"])
+    assert message == "'stages.probe.sampler.subset_seed' was renamed: use stages.probe.sampler.draw_seed=3.", message

@@ -67,21 +67,21 @@ def test_the_redraw_schedule():
 
 def test_the_capped_subset_sampler_is_seeded_balanced_and_reshuffled():
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 5)
-    sampler = CappedSubsetSampler(labels, cap=10, subset_seed=3)
+    sampler = CappedSubsetSampler(labels, cap=10, draw_seed=3)
     first = list(sampler)
     assert len(first) == len(sampler) == 25
     assert torch.bincount(labels[first]).tolist() == [10, 10, 5]
     sampler.set_epoch(1)
     second = list(sampler)
     assert sorted(first) == sorted(second) and first != second
-    assert sorted(first) == sorted(CappedSubsetSampler(labels, cap=10, subset_seed=3))
-    assert sorted(first) != sorted(CappedSubsetSampler(labels, cap=10, subset_seed=4))
+    assert sorted(first) == sorted(CappedSubsetSampler(labels, cap=10, draw_seed=3))
+    assert sorted(first) != sorted(CappedSubsetSampler(labels, cap=10, draw_seed=4))
     chosen = list(range(10)) + list(range(50, 60)) + list(range(80, 85))
     sampler.set_subset(chosen)
     assert sorted(sampler) == chosen
     with pytest.raises(ValueError, match="per-class counts"):
         sampler.set_subset(list(range(25)))
-    shards = [list(CappedSubsetSampler(labels, cap=10, subset_seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    shards = [list(CappedSubsetSampler(labels, cap=10, draw_seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 13 and set(shards[0]) | set(shards[1]) == set(first)
 
 
@@ -101,13 +101,13 @@ def test_fidelity_reference_turns_on_q1_to_q8_each_settable_alone():
     stages = dict(stage_configs(compose_config(["experiment=ipdpp_cifar10", "fidelity=reference"])))
     assert list(stages) == ["bns", "probe", "ipdpp"]
     ipdpp, bns, probe = stages["ipdpp"].method, stages["bns"], stages["probe"].method
-    assert (ipdpp.sampler, ipdpp.kernel_scale, ipdpp.prob_transform, ipdpp.first_probs) == (
+    assert (ipdpp.dpp_sampler, ipdpp.kernel_scale, ipdpp.prob_transform, ipdpp.first_probs) == (
         "reference_uniform", "n_squared", "train", "current")
     assert ipdpp.finetune_scope == "all"
     assert bns.method.loss.form == "reference" and bns.sampler.fixed_permutation is True
     assert probe.recalibrate_backbone is True
     paper = dict(stage_configs(compose_config(["experiment=ipdpp_cifar10", "ipdpp.kernel_scale=n_squared"])))
-    assert paper["ipdpp"].method.kernel_scale == "n_squared" and paper["ipdpp"].method.sampler == "exact_kdpp"
+    assert paper["ipdpp"].method.kernel_scale == "n_squared" and paper["ipdpp"].method.dpp_sampler == "exact_kdpp"
     assert paper["bns"].method.loss.form == "paper" and paper["bns"].datamodule.drop_last is True
 
 
@@ -197,7 +197,7 @@ def test_reference_uniform_draws_repeat_and_a_bns_checkpoint_needs_first_probs_c
     with pytest.raises(ValueError, match="first_probs=current"):
         run([*IPDPP_DIGITS, "stage=ipdpp", f"init_from={bns_checkpoint}"], tmp_path / "refused")
     results = run([*IPDPP_DIGITS, "stage=ipdpp", f"init_from={bns_checkpoint}", "ipdpp.first_probs=current",
-                   "ipdpp.sampler=reference_uniform"], tmp_path / "uniform")
+                   "ipdpp.dpp_sampler=reference_uniform"], tmp_path / "uniform")
     assert [d["changed_images"] for d in results["ipdpp/draws"]] == [None, 0]
 
 

@@ -562,7 +562,7 @@ IPDPP_PAPER_SWITCHES = {  # §6 library defaults (fidelity=paper)
     "bns": {"method.loss.form": "paper",  # Q5
             "datamodule.sampler.fixed_permutation": False},  # Q6
     "probe": {"method.recalibrate_backbone": False},  # Q8: frozen encoder in eval mode
-    "ipdpp": {"method.sampler": "exact_kdpp",  # Q1-Q2
+    "ipdpp": {"method.dpp_sampler": "exact_kdpp",  # Q1-Q2
               "method.kernel_scale": "n",  # Q3: Eq. 16
               "method.prob_transform": "test",  # Q4
               "method.first_probs": "probe",  # Q4
@@ -761,7 +761,7 @@ IPDPP_REFERENCE = {
     "bns": {"method.loss.form": _switch("paper", "reference"),  # Q5
             "datamodule.sampler.fixed_permutation": _switch(False, True)},  # Q6
     "probe": {"method.recalibrate_backbone": _switch(False, True)},  # Q8
-    "ipdpp": {"method.sampler": _switch("exact_kdpp", "reference_uniform"),  # Q1-Q2
+    "ipdpp": {"method.dpp_sampler": _switch("exact_kdpp", "reference_uniform"),  # Q1-Q2
               "method.kernel_scale": _switch("n", "n_squared"),  # Q3
               "method.prob_transform": _switch("test", "train"),  # Q4
               "method.first_probs": _switch("probe", "current")},  # Q4 (Q7: the default is the release's)

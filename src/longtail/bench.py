@@ -87,7 +87,7 @@ METHODS: dict[str, list[str]] = {
     "diffnet_las": ["stage=diffnet_las"],
     "bns": ["stage=bns"],
     # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
-    "ipdpp": ["stage=ipdpp", "ipdpp.sampler=reference_uniform"],
+    "ipdpp": ["stage=ipdpp", "ipdpp.dpp_sampler=reference_uniform"],
 }
 # data overrides a method needs; its ERM reference row runs on the same data
 METHOD_DATA: dict[str, list[str]] = {

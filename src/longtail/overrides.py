@@ -26,6 +26,7 @@ import difflib
 import functools
 import inspect
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -43,7 +44,10 @@ RENAMED_KEYS = {
     **{f"fidelity.drolt_{k}": f"drolt.{k}" for k in ("eps_index", "eps_param", "centroids")},
     **{f"fidelity.diffnet_{k}": f"diffnet.{k}"
        for k in ("detach_weights", "meta_step", "bs_broadcast_bug", "schedule", "aug_reference")},
-    **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("sampler", "kernel_scale", "prob_transform", "first_probs")},
+    "fidelity.ipdpp_sampler": "ipdpp.dpp_sampler",
+    **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("kernel_scale", "prob_transform", "first_probs")},
+    "ipdpp.sampler": "ipdpp.dpp_sampler",  # a DPP sampler, not the data sampler of conf/sampler
+    "sampler.subset_seed": "sampler.draw_seed",  # the capped subset's draw, not datamodule.subset_seed
     "fidelity.bns_form": "bns.form",
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",
@@ -299,13 +303,21 @@ def _is_value(override, cfg: DictConfig) -> bool:
     return node is not _ABSENT and not isinstance(node, DictConfig)
 
 
+def renamed_key(key: str) -> str | None:
+    """The new name of a renamed key, also inside a stage (``stages.probe.sampler.subset_seed``), or None."""
+    stage = re.match(r"(stages\.[^.]+\.|stage\.)", key)
+    prefix = stage.group(0) if stage else ""
+    new = RENAMED_KEYS.get(key[len(prefix):])
+    return prefix + new if new else None
+
+
 def _composition_message(error: str, lines: list, compose_with) -> str:
     """A misspelt key or config option, with the nearest existing ones; Hydra's message for other errors."""
     missing = HYDRA_NOT_IN_STRUCT.search(error)
-    if missing and missing.group(1) in RENAMED_KEYS:
+    if missing and renamed_key(missing.group(1)):
         key = missing.group(1)
         value = next((line.partition("=")[2] for line in lines if line and override_key(line) == key), "…")
-        return f"'{key}' was renamed: use {RENAMED_KEYS[key]}={value}."
+        return f"'{key}' was renamed: use {renamed_key(key)}={value}."
     if missing:
         key = missing.group(1)
         parent, _, leaf = key.rpartition(".")

@@ -260,18 +260,18 @@ class ProgressiveSampler(_WeightedClassSampler):
 class CappedSubsetSampler(_ClassSampler):
     """A subset with min(n_c, ``cap``) images of every class c, in a fresh order every epoch.
 
-    Until :meth:`set_subset` is called the subset is a uniform draw per class seeded with ``subset_seed``
+    Until :meth:`set_subset` is called the subset is a uniform draw per class seeded with ``draw_seed``
     (fixed for the whole run: the linear probe's balanced subset, docs/methods/ipdpp.md §2). A method may replace it at
     any epoch start with its own choice (IP-DPP's k-DPP draws, §3); the epoch length never changes.
     """
 
-    def __init__(self, labels: Labels, cap: int, subset_seed: int = 0, **kwargs):
+    def __init__(self, labels: Labels, cap: int, draw_seed: int = 0, **kwargs):
         if cap < 1:
             raise ValueError(f"cap must be >= 1 image per class, got {cap}")
         super().__init__(labels, **kwargs)
         self.cap = int(cap)
         self.capped_counts = self.counts.clamp(max=self.cap)
-        generator = torch.Generator().manual_seed(int(subset_seed))
+        generator = torch.Generator().manual_seed(int(draw_seed))
         members = torch.split(torch.argsort(self.labels, stable=True), self.counts.tolist())
         self.subset = torch.cat([m[torch.randperm(len(m), generator=generator)[: self.cap]] for m in members]).sort()[0]
 

@@ -78,7 +78,7 @@ class IPDPPFineTuning(ERM):
     Args:
         k: images kept per class (classes with n_c ≤ k are kept whole).
         redraw_every: re-draw period f in epochs (see :func:`redraw_epochs`).
-        sampler: ``exact_kdpp`` (default), ``paper_alg1`` or ``reference_uniform`` (Q1-Q2).
+        dpp_sampler: the DPP sampler, ``exact_kdpp`` (default), ``paper_alg1`` or ``reference_uniform`` (Q1-Q2).
         kernel_scale: ``n`` (Eq. 16) or ``n_squared`` (Q3).
         prob_transform: p(i) from the ``test`` transform (default) or the ``train`` augmentation (Q4).
         first_probs: the first draw uses the ``probe`` model (default; init from the probe stage) or the
@@ -95,7 +95,7 @@ class IPDPPFineTuning(ERM):
         loss: Callable[..., nn.Module],
         k: int,
         redraw_every: int,
-        sampler: str = "exact_kdpp",
+        dpp_sampler: str = "exact_kdpp",
         kernel_scale: str = "n",
         prob_transform: str = "test",
         first_probs: str = "probe",
@@ -104,7 +104,7 @@ class IPDPPFineTuning(ERM):
         **kwargs,
     ):
         super().__init__(network, loss, **kwargs)
-        for name, value, choices in (("sampler", sampler, SAMPLERS), ("kernel_scale", kernel_scale, KERNEL_SCALES),
+        for name, value, choices in (("dpp_sampler", dpp_sampler, SAMPLERS), ("kernel_scale", kernel_scale, KERNEL_SCALES),
                                      ("prob_transform", prob_transform, PROB_TRANSFORMS),
                                      ("first_probs", first_probs, FIRST_PROBS),
                                      ("finetune_scope", finetune_scope, FINETUNE_SCOPES)):
@@ -113,7 +113,7 @@ class IPDPPFineTuning(ERM):
         if k < 1 or redraw_every < 1:
             raise ValueError(f"ipdpp.k and ipdpp.redraw_every must be >= 1, got {k} and {redraw_every}")
         self.k, self.redraw_every, self.seed = int(k), int(redraw_every), int(seed)
-        self.sampler_name, self.kernel_scale = sampler, kernel_scale
+        self.sampler_name, self.kernel_scale = dpp_sampler, kernel_scale
         self.prob_transform, self.first_probs = prob_transform, first_probs
         self.probe_head = copy.deepcopy(self.network.head)
         self.freeze("probe_head")
