@@ -12,7 +12,9 @@ from longtail.overrides import RENAMED_KEYS
 RENAMES: dict[str, str | None] = {**RENAMED_KEYS,
                                    # the same renames where the composed config repeats them
                                    "method.sampler": "method.dpp_sampler",  # IP-DPP's stage
-                                   "datamodule.sampler.subset_seed": "datamodule.sampler.draw_seed"}
+                                   "datamodule.sampler.subset_seed": "datamodule.sampler.draw_seed",
+                                   # RIDE's DRW beta moved from its loss to its method (the router has neither)
+                                   "method.loss.drw_beta": "method.drw_beta", "loss.drw_beta": None}
 
 
 def renamed(view: dict, renames: dict[str, str | None] = RENAMES) -> dict:

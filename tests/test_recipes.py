@@ -253,7 +253,7 @@ def ride_loss(alpha, gamma):
         "method.loss.base_loss._target_": "longtail.losses.LDAMLoss",
         "method.loss.base_loss.max_m": 0.5,
         "method.loss.base_loss.scale": 30.0,  # §2: LDAM on the s = 30 cosine logits
-        "method.loss.drw_beta": 0.9999,
+        "method.drw_beta": 0.9999,
         "method.loss.temperature": 1.0,  # §2 step 3: T_base = 1
         "method.loss.base_loss_factor": 1.0,  # §2 step 4: CE_r + α · ...
         "method.loss.diversity_factor": alpha,

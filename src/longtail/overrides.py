@@ -47,7 +47,8 @@ RENAMED_KEYS = {
     "fidelity.ipdpp_sampler": "ipdpp.dpp_sampler",
     **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("kernel_scale", "prob_transform", "first_probs")},
     "ipdpp.sampler": "ipdpp.dpp_sampler",  # a DPP sampler, not the data sampler of conf/sampler
-    "sampler.subset_seed": "sampler.draw_seed",  # the capped subset's draw, not datamodule.subset_seed
+    "sampler.subset_seed": "sampler.draw_seed",
+    "loss.drw_beta": "method.drw_beta",  # DRW's keys are method.drw_* for ERM and RIDE alike  # the capped subset's draw, not datamodule.subset_seed
     "fidelity.bns_form": "bns.form",
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",

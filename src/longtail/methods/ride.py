@@ -31,6 +31,7 @@ class RIDE(LongTailModule):
         network: a :class:`~longtail.models.experts.RIDENetwork`.
         loss: ``partial`` of :class:`~longtail.losses.RIDELoss` (or ``RIDEDistillLoss`` with a teacher).
         drw_start: 0-indexed epoch from which class weights and per-class temperatures apply.
+        drw_beta: beta of those class-balanced weights (ERM's ``method.drw_beta`` too); None: the loss's own.
         distill: take the previous stage's checkpoint as the frozen teacher instead of as initial weights.
         teacher_checkpoint: path of a teacher RIDE checkpoint (distillation without a teacher stage).
     """
@@ -40,12 +41,13 @@ class RIDE(LongTailModule):
         network: nn.Module,
         loss: Callable[..., nn.Module],
         drw_start: int | None = None,
+        drw_beta: float | None = None,
         distill: bool = False,
         teacher_checkpoint: str | None = None,
         **kwargs,
     ):
         super().__init__(network, **kwargs)
-        self.loss = loss(class_counts=self.class_counts)
+        self.loss = loss(class_counts=self.class_counts, **({} if drw_beta is None else {"drw_beta": drw_beta}))
         check_head_scale(self.loss, self.network.experts[0].head)
         self.drw_start = drw_start
         self.distill = distill or teacher_checkpoint is not None
