@@ -373,7 +373,7 @@ def test_a_killed_stage_one_resumes_to_the_same_weights(tmp_path):
 def test_stage_two_can_re_estimate_batchnorm_statistics_without_gradients(tmp_path, digits_ce_run):
     _, first = digits_ce_run
     results = run(["stage=diffnet_las", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
-                   "stage.method.train_classifier=false", "stage.method.recalibrate=[network.backbone]"], tmp_path)
+                   "stage.method.train_linear=false", "stage.method.recalibrate=[network.backbone]"], tmp_path)
     before, after = state(first["checkpoint"]), state(results["checkpoint"])
     moved = [k for k, v in before.items() if k.startswith("network.backbone.") and not torch.equal(v, after[k])]
     assert moved and all("running_" in k or "num_batches_tracked" in k for k in moved)

@@ -401,14 +401,14 @@ def diffnet_meta(*, hidden, bias, dn_lr, balanced_softmax):
     }
 
 
-def diffnet_las(*, smooth_head, smooth_tail, train_classifier, recalibrate, epochs, batch, lr, wd):
+def diffnet_las(*, smooth_head, smooth_tail, train_linear, recalibrate, epochs, batch, lr, wd):
     """§4 stage 2 and §5 stage-2 rows; class-aware k = 4; cosine to 0."""
     return {
         "method._target_": LWS,
         "method.loss._target_": LAS,
         "method.loss.smooth_head": smooth_head,
         "method.loss.smooth_tail": smooth_tail,
-        "method.train_classifier": train_classifier,
+        "method.train_linear": train_linear,
         "method.recalibrate": recalibrate,
         "trainer.max_epochs": epochs,
         "datamodule.batch_size": batch,
@@ -467,7 +467,7 @@ def diffnet_cifar(num_classes, balanced_softmax=False):
             # §4 CIFAR: backbone in eval mode; W, b and s all trained; (ε_head, ε_tail) by IF: None = from
             # datamodule.imbalance_factor (0.4, 0.1 at IF 100); §5: 50 / 128, lr 0.05, wd 1e-4,
             # lr_e = 0.025 (1 + cos(π e/50))
-            **diffnet_las(smooth_head=None, smooth_tail=None, train_classifier=True, recalibrate=[], epochs=50,
+            **diffnet_las(smooth_head=None, smooth_tail=None, train_linear=True, recalibrate=[], epochs=50,
                           batch=128, lr=0.05, wd=1e-4),
             "method.loss.imbalance_factor": 100,
         },
@@ -511,7 +511,7 @@ def diffnet_imagenet(backbone, randaugment):
             **network,
             # §4 ImageNet-LT: scales only on the frozen cosine classifier, backbone BN re-estimated (train mode,
             # no grad); §5: 10 / 128, lr 0.05, wd 2e-4, cosine; LAS (0.3, 0.0)
-            **diffnet_las(smooth_head=0.3, smooth_tail=0.0, train_classifier=False, recalibrate=["network.backbone"],
+            **diffnet_las(smooth_head=0.3, smooth_tail=0.0, train_linear=False, recalibrate=["network.backbone"],
                           epochs=10, batch=128, lr=0.05, wd=2e-4),
         },
     }
@@ -546,7 +546,7 @@ DIFFNET_PLACES = {
         "method.network.backbone": "resnet152_oltr", **COSINE_HEAD, "datamodule.num_classes": 365,
         # §4 Places-LT: scales only; backbone eval mode, the extra block in train mode; §5: 20 / 256, lr 0.1,
         # wd 5e-4, cosine; LAS (0.4, 0.1)
-        **diffnet_las(smooth_head=0.4, smooth_tail=0.1, train_classifier=False,
+        **diffnet_las(smooth_head=0.4, smooth_tail=0.1, train_linear=False,
                       recalibrate=["network.backbone.extra"], epochs=20, batch=256, lr=0.1, wd=5e-4),
     },
 }

@@ -48,7 +48,8 @@ RENAMED_KEYS = {
     **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("kernel_scale", "prob_transform", "first_probs")},
     "ipdpp.sampler": "ipdpp.dpp_sampler",  # a DPP sampler, not the data sampler of conf/sampler
     "sampler.subset_seed": "sampler.draw_seed",
-    "loss.drw_beta": "method.drw_beta",  # DRW's keys are method.drw_* for ERM and RIDE alike  # the capped subset's draw, not datamodule.subset_seed
+    "loss.drw_beta": "method.drw_beta",
+    "method.train_classifier": "method.train_linear",  # LWS: the wrapped linear layer (W, b) trains too  # DRW's keys are method.drw_* for ERM and RIDE alike  # the capped subset's draw, not datamodule.subset_seed
     "fidelity.bns_form": "bns.form",
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",

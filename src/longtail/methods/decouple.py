@@ -70,7 +70,7 @@ class LearnableWeightScaling(ERM):
     """LWS: logits = s ⊙ (W f + b) with the stage-1 (W, b) frozen and s learned.
 
     Args:
-        train_classifier: train (W, b) too, from their stage-1 values (Difficulty-Net's CIFAR stage 2).
+        train_linear: train (W, b) too, from their stage-1 values (Difficulty-Net's CIFAR stage 2).
         recalibrate: frozen sub-modules kept in train mode, so their BatchNorm statistics are re-estimated
             on this stage's batches without any gradient (MiSLAS; Difficulty-Net's ImageNet-LT stage 2
             re-estimates ``network.backbone``, Places-LT only ``network.backbone.extra``).
@@ -78,10 +78,10 @@ class LearnableWeightScaling(ERM):
 
     needs_init = True
 
-    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], train_classifier: bool = False,
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], train_linear: bool = False,
                  recalibrate: Sequence[str] = (), **kwargs):
         super().__init__(network, loss, **kwargs)
-        self.network.replace_head(LWSHead(self.network.head, train_classifier=train_classifier))
+        self.network.replace_head(LWSHead(self.network.head, train_linear=train_linear))
         self.freeze("network.backbone")
         self.recalibrate(*recalibrate)
 

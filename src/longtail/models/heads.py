@@ -102,17 +102,17 @@ class LWSHead(nn.Module):
 
     The scale multiplies the bias too, as in classifier-balancing
     ``models/TauNormClassifier.py`` (docs/methods/baselines.md §6, B6). Any head can be scaled (a cosine
-    head too), and with ``train_classifier`` the wrapped head keeps training alongside s
+    head too), and with ``train_linear`` the wrapped head keeps training alongside s
     (Difficulty-Net's CIFAR stage 2: cRT from the stage-1 classifier plus LWS, docs/methods/diffnet.md §4).
 
     Args:
-        linear: the stage-1 head; a (frozen unless ``train_classifier``) copy is kept as ``self.linear``.
-        train_classifier: train the wrapped head's parameters too.
+        linear: the stage-1 head; a (frozen unless ``train_linear``) copy is kept as ``self.linear``.
+        train_linear: train the wrapped head's parameters too.
     """
 
-    def __init__(self, linear: nn.Module, train_classifier: bool = False):
+    def __init__(self, linear: nn.Module, train_linear: bool = False):
         super().__init__()
-        self.linear = copy.deepcopy(linear) if train_classifier else _frozen_copy(linear)
+        self.linear = copy.deepcopy(linear) if train_linear else _frozen_copy(linear)
         self.out_features = linear.out_features
         self.scales = nn.Parameter(torch.ones(linear.out_features))
 
