@@ -37,6 +37,15 @@ def test_a_later_stages_mistake_is_named_by_its_key_before_any_stage_trains(args
     assert "stage 'robust' of drolt_cifar10, checked before any stage trains" in message, message
 
 
+@pytest.mark.parametrize("args, key, reason", [
+    (["stages.ipdpp.sampler.cap=100"], "stages.ipdpp.sampler.cap=100", "IP-DPP keeps k=500 images per class"),
+])
+def test_settings_that_must_agree_are_refused_when_the_config_is_composed(args, key, reason):
+    message = check_overrides(["experiment=ipdpp_cifar10", *args])
+    assert message is not None and message.startswith(key) and reason in message, message
+    assert "stage 'ipdpp' of ipdpp_cifar10" in message, message
+
+
 def test_a_stage_starting_from_one_that_does_not_run_before_it_is_refused():
     message = check_overrides(["experiment=decouple_cifar10", "stages.crt.init_stage=trian"])
     assert message.startswith("stages.crt.init_stage=trian: stage 'crt' starts from stage 'trian'"), message

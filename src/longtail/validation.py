@@ -48,6 +48,14 @@ class FileArgumentError(ValueError):
         self.path = path
 
 
+class ConflictError(ValueError):
+    """Two settings of a stage that do not go together (``path``: the one to change, in the stage config)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(message)
+        self.path = path
+
+
 def stage_problem(cfg: DictConfig, user_keys=()) -> str | None:
     """Why a stage of the composed ``cfg`` would fail to start (the first one, in stage order), or ``None``;
     ``user_keys`` are the keys the command line sets, named in preference to the config's own."""
@@ -59,7 +67,7 @@ def stage_problem(cfg: DictConfig, user_keys=()) -> str | None:
         return str(error)
     problem = order_problem(cfg, [name for name, _ in stages])
     for name, stage_cfg in stages:
-        for part, check in (("datamodule", check_data), ("method", check_method)):
+        for part, check in (("datamodule", check_data), ("method", check_method), ("sampler", check_pairs)):
             problem = problem or _problem_of(check, part, cfg, name, stage_cfg, list(user_keys))
     return problem
 
@@ -97,6 +105,20 @@ def check_data(stage_cfg: DictConfig) -> None:
     datamodule.batch_transforms()
     if datamodule.sampler_factory is not None:
         datamodule.sampler_factory(labels=_labels(_counts(stage_cfg)), seed=0)
+
+
+def check_pairs(stage_cfg: DictConfig) -> None:
+    """Settings that must agree across the stage's parts, refused when the config is composed rather than when the
+    stage reaches them: IP-DPP trains on a capped subset whose cap is its k (docs/methods/ipdpp.md §3)."""
+    method, sampler = stage_cfg.method, stage_cfg.get("sampler")
+    if str(method.get("_target_", "")).endswith(".IPDPPFineTuning"):
+        target = str(sampler.get("_target_", "")) if isinstance(sampler, DictConfig) else ""
+        if not target.endswith(".CappedSubsetSampler"):
+            raise ConflictError("sampler", f"IP-DPP trains on min(n_c, k) images per class: it needs "
+                                           f"sampler=capped_subset (got {target or sampler})")
+        if int(sampler.cap) != int(method.k):
+            raise ConflictError("sampler.cap", f"IP-DPP keeps k={method.k} images per class (ipdpp.k), so its "
+                                               f"capped subset must hold as many: set both to the same value")
 
 
 def check_method(stage_cfg: DictConfig) -> None:
@@ -205,7 +227,7 @@ def _failing_path(error: Exception, cause: Exception, part: str, stage_cfg: Dict
     """Where in the stage config the failing value is: named by the error (a file argument, an interpolation),
     or the argument its message starts with (``centroids must be one of …``), looked up under the node that
     failed (Hydra's ``full_key``: relative to the method, which is built from a copy), then under ``part``."""
-    if isinstance(cause, FileArgumentError):
+    if isinstance(cause, (FileArgumentError, ConflictError)):
         return cause.path
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         return cause.full_key
