@@ -126,9 +126,9 @@ def test_make_test_fast_skips_the_slow_tier_and_ci_prints_the_slowest_tests():
 
 
 def test_the_optimizer_group_and_a_stage_override():
-    """`optimizer@method.optimizer=adamw` swaps the first stage's optimizer; a stage keeps its own (cRT: SGD with
+    """`optimizer=adamw` swaps the first stage's optimizer; a stage keeps its own (cRT: SGD with
     the group's momentum and its own weight decay) and takes a key override."""
-    stages = dict(stage_configs(compose_config(["experiment=crt_cifar10", "optimizer@method.optimizer=adamw",
+    stages = dict(stage_configs(compose_config(["experiment=crt_cifar10", "optimizer=adamw",
                                                 "stages.crt.method.optimizer.lr=0.05"])))
     assert stages["train"].method.optimizer._target_ == "torch.optim.AdamW"
     assert list(stages["train"].method.optimizer.betas) == [0.9, 0.95]
