@@ -18,6 +18,7 @@ import functools
 import math
 
 import pytest
+from config_snapshot import flatten
 from conftest import CONF_DIR, compose_config
 from omegaconf import OmegaConf
 
@@ -95,15 +96,6 @@ def lookup(stage: dict, dotted: str):
             return ABSENT
         node = node[part]
     return node
-
-
-def flatten(node, prefix=""):
-    if isinstance(node, dict) and node:
-        out = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
 
 
 @functools.lru_cache(maxsize=None)
