@@ -10,7 +10,7 @@ from torchvision.models import resnet as tv
 from torchvision.transforms import v2
 
 from longtail import compat
-from longtail.overrides import CONF_DIR
+from longtail.config.overrides import CONF_DIR
 
 
 def test_ddp_ignore_marks_the_named_parameters():

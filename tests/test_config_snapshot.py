@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from config_snapshot import command_lines, composed_views, snapshot
 
-from longtail.overrides import RENAMED_KEYS
+from longtail.config.overrides import RENAMED_KEYS, moved_targets
 
 # old dotted key (prefix) -> its new name; None: the key is gone on purpose (an indirection the refactor removed)
 RENAMES: dict[str, str | None] = {**RENAMED_KEYS,
@@ -18,9 +18,12 @@ RENAMES: dict[str, str | None] = {**RENAMED_KEYS,
 
 
 def renamed(view: dict, renames: dict[str, str | None] = RENAMES) -> dict:
-    """A snapshot view with its keys under their new names (the longest matching prefix decides)."""
+    """A snapshot view with its keys under their new names (the longest matching prefix decides) and its
+    ``_target_`` values under their modules' new paths (``MOVED_MODULES``)."""
     out = {}
     for key, value in view.items():
+        if key == "_target_" or key.endswith("._target_"):
+            value = moved_targets({"_target_": value})["_target_"]
         prefix = max((p for p in renames if key == p or key.startswith(p + ".")), key=len, default=None)
         if prefix is None:
             out[key] = value
@@ -56,15 +59,22 @@ def test_renames_move_and_drop_keys():
     assert renamed({"fidelity.x": 1, "fidelity.xy": 2, "diffnet.a": 3}, renames) == {"method.x": 1, "fidelity.xy": 2}
 
 
+def test_a_moved_module_is_mapped_in_targets_only():
+    view = {"method.scheduler._target_": "longtail.schedules.warmup_cosine", "method.note": "longtail.schedules.x",
+            "callbacks.a._target_": "longtail.methods.erm.ERM"}
+    assert renamed(view, {}) == {"method.scheduler._target_": "longtail.engine.schedules.warmup_cosine",
+                                 "method.note": "longtail.schedules.x", "callbacks.a._target_": "longtail.methods.erm.ERM"}
+
+
 def test_an_old_key_names_its_new_name():
-    from longtail.overrides import check_overrides
+    from longtail.config.overrides import check_overrides
 
     message = check_overrides(["experiment=drolt_cifar10", "fidelity.drolt_centroids=clean"])
     assert message == "'fidelity.drolt_centroids' was renamed: use drolt.centroids=clean.", message
 
 
 def test_a_renamed_key_inside_a_stage_names_its_new_name():
-    from longtail.overrides import check_overrides
+    from longtail.config.overrides import check_overrides
 
     message = check_overrides(["experiment=ipdpp_cifar10", "stages.probe.sampler.subset_seed=3"])
     assert message == "'stages.probe.sampler.subset_seed' was renamed: use stages.probe.sampler.draw_seed=3.", message

@@ -168,7 +168,7 @@ def test_one_iteration_updates_the_real_batchnorm_statistics_exactly_once(tmp_pa
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     stage = stage_configs(compose_config([*DIFFNET_DIGITS, "datamodule.batch_size=16"]))[0][1]
     datamodule = instantiate(stage.datamodule)
@@ -198,7 +198,7 @@ def fit_stage_one(overrides, batches: int = 1):
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     stage = stage_configs(compose_config(overrides))[0][1]
     datamodule = instantiate(stage.datamodule)
@@ -272,8 +272,8 @@ def test_stage_two_starts_from_the_stage_one_logits(tmp_path):
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.checkpoint import init_from_checkpoint
-    from longtail.stages import stage_configs
+    from longtail.engine.checkpoint import init_from_checkpoint
+    from longtail.engine.stages import stage_configs
 
     stage = dict(stage_configs(compose_config(DIFFNET_DIGITS)))["las"]
     las = instantiate(stage.method, class_counts=stage_one.class_counts, class_names=stage_one.class_names)
@@ -457,8 +457,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from longtail.models.registry import register_backbone
-from longtail.overrides import CONF_DIR
-from longtail.stages import stage_configs
+from longtail.config.overrides import CONF_DIR
+from longtail.engine.stages import stage_configs
 
 
 @register_backbone("flat_mlp")

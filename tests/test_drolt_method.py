@@ -59,7 +59,7 @@ def test_three_stages_freeze_what_the_spec_freezes(tmp_path):
 
 def robust_model_on_digits(*overrides: str):
     """The robust stage's method and its set-up data module, with a stand-in trainer (no training)."""
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     stage = dict(stage_configs(compose_config(["+stage@stages.robust=drolt_robust", *overrides])))["robust"]
     datamodule = instantiate(stage.datamodule)

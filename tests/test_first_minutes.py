@@ -15,10 +15,10 @@ import pytest
 from conftest import REPO, compose_config, run
 from hydra.utils import instantiate
 
-from longtail.overrides import check_overrides
-from longtail.results import finite_or_none
+from longtail.config.overrides import check_overrides
+from longtail.reporting.results import finite_or_none
+from longtail.reporting.table import format_table
 from longtail.run import describe
-from longtail.table import format_table
 
 
 def _reject(token):
@@ -193,7 +193,7 @@ def test_a_timm_backbone_takes_the_data_sets_channels():
 
 def test_checkpoints_store_data_roots_and_paths_absolute(tmp_path, monkeypatch):
     """A notebook in notebooks/ opens a checkpoint of a run started in the repository root."""
-    from longtail.stages import with_absolute_paths
+    from longtail.engine.stages import with_absolute_paths
 
     monkeypatch.chdir(tmp_path)
     config = with_absolute_paths({"datamodule": {"root": "data/cifar10"}, "paths": {"data_dir": "./data",

@@ -23,11 +23,11 @@ from longtail.data.datamodule import LongTailDataModule
 from longtail.data.samplers import CappedSubsetSampler, InstanceSampler
 from longtail.data.simclr import SimCLRAugment
 from longtail.data.splits import ArraySplit, FileSplit
+from longtail.engine.schedules import iteration_warmup_cosine
+from longtail.engine.stages import build_stage, stage_configs
 from longtail.losses import BNSLoss, CrossEntropy
 from longtail.methods.ipdpp import IPDPPFineTuning, redraw_epochs
 from longtail.models import Network, create_backbone
-from longtail.schedules import iteration_warmup_cosine
-from longtail.stages import build_stage, stage_configs
 
 QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
                "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]

@@ -10,7 +10,7 @@ from conftest import CONF_DIR, compose_config, direct_evaluation, read_results, 
 from fakedata import make_list_dataset
 
 import longtail
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 CIFAR10 = real_cifar10()
 SMALL_FILES = ["datamodule.num_workers=0", "datamodule.persistent_workers=false", "datamodule.image_size=32",

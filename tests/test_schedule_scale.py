@@ -6,8 +6,8 @@ import pytest
 from conftest import CONF_DIR, compose_config
 from omegaconf import OmegaConf
 
-from longtail.schedule_scale import EPOCH_COUNTS, EPOCH_PERIODS, scaled
-from longtail.stages import stage_configs
+from longtail.engine.schedule_scale import EPOCH_COUNTS, EPOCH_PERIODS, scaled
+from longtail.engine.stages import stage_configs
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 FAST = {"ldam_drw_cifar10", "crt_cifar10", "drolt_cifar10", "ride_distill_cifar100", "diffnet_cifar10",

@@ -1,6 +1,6 @@
 """Every stage checked before the first one trains, per-stage overrides in a sweep over experiments, and a
 config group given a flag: each mistake ends in one message naming the key to change, before Hydra makes a
-run folder (:mod:`longtail.validation`, :func:`longtail.overrides.check_overrides`)."""
+run folder (:mod:`longtail.config.validation`, :func:`longtail.config.overrides.check_overrides`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from conftest import CONF_DIR, compose_config
 from omegaconf import OmegaConf
 
-from longtail.overrides import check_overrides, skipped_stage_overrides
-from longtail.validation import stage_problem
+from longtail.config.overrides import check_overrides, skipped_stage_overrides
+from longtail.config.validation import stage_problem
 
 SWEEP = ["-m", "experiment=drolt_cifar10,ride_cifar10", "stages.router.method.router.top_k=4", "debug=smoke"]
 

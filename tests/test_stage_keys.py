@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from longtail.overrides import check_overrides
+from longtail.config.overrides import check_overrides
 
 
 @pytest.mark.parametrize("plus", ["", "+", "++"])

@@ -12,7 +12,7 @@ from conftest import CONF_DIR, compose_config, real_cifar10
 from hydra import compose, initialize_config_dir
 
 from longtail import report
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 SUITES = sorted(p.stem for p in (CONF_DIR / "suite").glob("*.yaml"))
 LABELS = ["CE", "cRT", "LWS", "tau-norm", "Focal", "CB-Focal", "LDAM-DRW", "Balanced Softmax", "Logit adjustment",

@@ -57,9 +57,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from longtail.config.overrides import CONF_DIR
+from longtail.engine.stages import stage_configs
 from longtail.methods.diffnet import DifficultyNetMetaLearning
-from longtail.overrides import CONF_DIR
-from longtail.stages import stage_configs
 
 # where CIFAR-10 is looked for without --root: $LONGTAIL_CIFAR10, then the project's ../shared/data beside the current
 # folder (a checkout run from its root) and beside the source tree (an editable install); an installed wheel

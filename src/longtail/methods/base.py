@@ -14,9 +14,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from longtail.checkpoint import CHECKPOINT_KEY
+from longtail.engine.checkpoint import CHECKPOINT_KEY
 from longtail.losses import posthoc_adjust
-from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
+from longtail.reporting.metrics import ACCURACY_KEYS, LongTailMetrics
 
 
 class LongTailModule(L.LightningModule):

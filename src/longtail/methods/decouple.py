@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
+from longtail.engine.checkpoint import CHECKPOINT_KEY, load_prefix
 from longtail.methods.base import LongTailModule
 from longtail.methods.erm import ERM
 from longtail.models.heads import LWSHead, TauNormHead

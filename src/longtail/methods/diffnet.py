@@ -30,7 +30,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from longtail.compat import ddp_ignore
-from longtail.distributed import rank_mean
+from longtail.engine.distributed import rank_mean
 from longtail.losses import difficulty_class_weights, driver_loss
 from longtail.methods.base import LongTailModule
 

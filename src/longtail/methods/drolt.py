@@ -25,11 +25,11 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from longtail.checkpoint import load_prefix
-from longtail.distributed import is_distributed
+from longtail.engine.checkpoint import load_prefix
+from longtail.engine.distributed import is_distributed
 from longtail.losses import class_centroids, frequency_weights
 from longtail.methods.base import LongTailModule
-from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
+from longtail.reporting.metrics import ACCURACY_KEYS, LongTailMetrics
 
 EPSILON_PARAMETRISATIONS = ("raw", "softplus", "clamp0")
 CENTROID_MODES = ("augmented", "clean", "running")

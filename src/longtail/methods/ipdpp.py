@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
 from longtail.data.dpp import KERNEL_SCALES, SAMPLERS, select_subset, subset_class_counts
 from longtail.data.samplers import CappedSubsetSampler
+from longtail.engine.checkpoint import CHECKPOINT_KEY, load_prefix
 from longtail.methods.base import LongTailModule
 from longtail.methods.decouple import PRETRAINED_BUFFERS
 from longtail.methods.erm import ERM

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torchmetrics.aggregation import CatMetric
 
-from longtail.checkpoint import build_from_checkpoint, load_prefix, read_checkpoint
-from longtail.flops import gflops, ride_gflops
+from longtail.engine.checkpoint import build_from_checkpoint, load_prefix, read_checkpoint
 from longtail.losses import check_head_scale
 from longtail.methods.base import LongTailModule
-from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
+from longtail.reporting.flops import gflops, ride_gflops
+from longtail.reporting.metrics import ACCURACY_KEYS, LongTailMetrics
 
 
 class RIDE(LongTailModule):

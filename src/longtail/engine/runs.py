@@ -170,7 +170,7 @@ INIT_FROM_HINT = "pass a checkpoint (.ckpt), or the folder or results.json of a 
 def resolve_init_from(path: str | Path) -> str:
     """The checkpoint ``init_from=<path>`` names, so a stage can start from a run without digging out its file.
 
-    ``path`` itself when it is a file other than a ``.json`` (a checkpoint: :func:`longtail.checkpoint.read_checkpoint`
+    ``path`` itself when it is a file other than a ``.json`` (a checkpoint: :func:`longtail.engine.checkpoint.read_checkpoint`
     checks it when it is loaded); the checkpoint a run or stage selected when it is that run's or stage's folder or
     its ``results.json`` (:func:`selected_checkpoint`). A relative path is taken from the current directory, as the
     user typed it. Anything else is an error saying what ``path`` is and what it holds (one line, for the console).

@@ -11,7 +11,7 @@ Mistakes Hydra itself reports late or misleadingly:
 * a config group given a flag or a number (``debug=true``): Hydra stops with a traceback; here the group's
   options are named;
 * a value a later stage refuses (``stages.robust.method.centroids=clena``): it would surface only after the
-  stages before it have trained; here every stage is built without data (:mod:`longtail.validation`).
+  stages before it have trained; here every stage is built without data (:mod:`longtail.config.validation`).
 
 :func:`check_overrides` composes the config with the Compose API (a sweep's first value stands for the
 numbers of it; each value of a swept config group or string is composed too, so each experiment of
@@ -35,7 +35,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from longtail.compat import HYDRA_MISSING_OPTION, HYDRA_NOT_IN_STRUCT, hydra_config_loader, raw_child
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # keys that were renamed (issue 20: one name per switch), old -> new; the config snapshot test maps them too
 RENAMED_KEYS = {
     "fidelity.focal_pt_from_weighted_ce": "focal.pt_from_weighted_ce",
@@ -47,14 +47,36 @@ RENAMED_KEYS = {
     "fidelity.ipdpp_sampler": "ipdpp.dpp_sampler",
     **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("kernel_scale", "prob_transform", "first_probs")},
     "ipdpp.sampler": "ipdpp.dpp_sampler",  # a DPP sampler, not the data sampler of conf/sampler
-    "sampler.subset_seed": "sampler.draw_seed",
-    "loss.drw_beta": "method.drw_beta",
-    "method.train_classifier": "method.train_linear",  # LWS: the wrapped linear layer (W, b) trains too  # DRW's keys are method.drw_* for ERM and RIDE alike  # the capped subset's draw, not datamodule.subset_seed
+    "sampler.subset_seed": "sampler.draw_seed",  # the capped subset's draw, not datamodule.subset_seed
+    "loss.drw_beta": "method.drw_beta",  # DRW's keys are method.drw_* for ERM and RIDE alike
+    "method.train_classifier": "method.train_linear",  # LWS: the wrapped linear layer (W, b) trains too
     "fidelity.bns_form": "bns.form",
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",
 }
+# modules that moved when the package root was grouped into engine/, config/ and reporting/: a checkpoint or a
+# config written before names its _target_ by the old path, which longtail.load rewrites (moved_targets)
+MOVED_MODULES = {f"longtail.{module}": f"longtail.{layer}.{module}" for layer, modules in {
+    "engine": ("checkpoint", "callbacks", "stages", "schedules", "schedule_scale", "distributed", "runs", "sweeps"),
+    "config": ("overrides", "validation"),
+    "reporting": ("metrics", "table", "results", "plots", "loggers", "flops")}.items() for module in modules}
 _ABSENT = object()
+
+
+def moved_targets(config):
+    """``config`` (plain dicts and lists, as a checkpoint holds it) with every ``_target_`` under a module of
+    :data:`MOVED_MODULES` pointing at the module's new place; everything else unchanged."""
+    if isinstance(config, dict):
+        out = {key: moved_targets(value) for key, value in config.items()}
+        target = out.get("_target_")
+        if isinstance(target, str):
+            module, _, name = target.rpartition(".")
+            if module in MOVED_MODULES:
+                out["_target_"] = f"{MOVED_MODULES[module]}.{name}"
+        return out
+    if isinstance(config, list):
+        return [moved_targets(value) for value in config]
+    return config
 
 
 def check_overrides(args: list[str]) -> str | None:
@@ -190,10 +212,10 @@ def _stages_of(variants: list, staged: list, compose_with) -> list[set]:
 
 def _job_message(overrides, chosen: list, compose_with) -> str | None:
     """What is wrong with one job: a key or option that does not exist, a value of the wrong type, or a stage
-    that would fail to start (:func:`longtail.validation.stage_problem`)."""
+    that would fail to start (:func:`longtail.config.validation.stage_problem`)."""
     from hydra.errors import HydraException
 
-    from longtail.validation import stage_problem
+    from longtail.config.validation import stage_problem
 
     try:
         cfg = compose_with(chosen)
@@ -379,7 +401,7 @@ def skip_absent_stages_in_multiruns() -> None:
     multirun, the sweep's base config (composed before an experiment is chosen) and each job's; a key of a stage
     the config lacks stops the whole sweep. Here, in a multirun's compositions only, a ``stages.<name>…`` override
     is dropped where stage ``<name>`` is absent: :func:`check_overrides` has refused a stage no job has, and a job
-    prints what it skipped (:func:`longtail.stages.report_skipped_overrides`). Hydra has no hook for this; its
+    prints what it skipped (:func:`longtail.engine.stages.report_skipped_overrides`). Hydra has no hook for this; its
     override step is wrapped (once), at import, so that launcher processes that import the task do it too."""
     ConfigLoaderImpl = hydra_config_loader()
     if ConfigLoaderImpl is None:

@@ -3,7 +3,7 @@
 A stage's mistake (a value its method refuses, ``stages.robust.method.centroids=clena``; an argument its class
 does not take; a stage that starts from one that does not run before it) otherwise surfaces only when that stage
 starts, after the stages before it have trained. :func:`stage_problem` composes every stage's config
-(:func:`longtail.stages.stage_configs`) and builds, without data and without training, what the stage builds:
+(:func:`longtail.engine.stages.stage_configs`) and builds, without data and without training, what the stage builds:
 
 * the data module (its constructor checks its values; no image is read), its on-device augmentation and its
   sampler (on stand-in labels);
@@ -59,7 +59,7 @@ class ConflictError(ValueError):
 def stage_problem(cfg: DictConfig, user_keys=()) -> str | None:
     """Why a stage of the composed ``cfg`` would fail to start (the first one, in stage order), or ``None``;
     ``user_keys`` are the keys the command line sets, named in preference to the config's own."""
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     try:
         stages = stage_configs(cfg)

@@ -6,7 +6,7 @@ the model without the training data, and a stage can refuse a checkpoint from
 another model or class count with a message in words rather than a shape error.
 
 Checkpoints cannot be torn: every one the Trainer writes goes through :class:`AtomicCheckpointIO` (installed by
-:func:`longtail.stages.build_trainer`), which writes a temporary file in the checkpoint's own folder and moves it
+:func:`longtail.engine.stages.build_trainer`), which writes a temporary file in the checkpoint's own folder and moves it
 into place with ``os.replace``, so a run killed while saving leaves the previous file whole.
 """
 
@@ -172,8 +172,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
 
 def build_from_checkpoint(checkpoint: dict):
     """The LightningModule described by a loaded checkpoint, with its weights (and ``run_config``)."""
+    from longtail.config.overrides import moved_targets
+
     meta = checkpoint[CHECKPOINT_KEY]
-    model = instantiate(meta["config"]["method"], class_counts=meta["class_counts"], class_names=meta["class_names"])
+    model = instantiate(moved_targets(meta["config"]["method"]), class_counts=meta["class_counts"], class_names=meta["class_names"])
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.run_config = meta["config"]
@@ -183,13 +185,14 @@ def build_from_checkpoint(checkpoint: dict):
 def load_datamodule(path: str | Path, stage: str = "test"):
     """The data module of the run that wrote the checkpoint at ``path``, set up for ``stage``.
 
-    Its data root is looked for with :func:`longtail.runs.data_root`: a checkpoint of an older run may hold
+    Its data root is looked for with :func:`longtail.engine.runs.data_root`: a checkpoint of an older run may hold
     it relative to the folder the run was started in (``./data/cifar10``), which a notebook started
     elsewhere finds from the checkpoint's own folders.
     """
-    from longtail.runs import data_root
+    from longtail.config.overrides import moved_targets
+    from longtail.engine.runs import data_root
 
-    config = dict(read_checkpoint(path)[CHECKPOINT_KEY]["config"]["datamodule"])
+    config = moved_targets(dict(read_checkpoint(path)[CHECKPOINT_KEY]["config"]["datamodule"]))
     if config.get("root") is not None:
         config["root"] = data_root(config["root"], path)
     datamodule = instantiate(config)
