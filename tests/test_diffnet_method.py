@@ -22,7 +22,7 @@ from longtail.models import DifficultyNet, LinearHead, Network
 QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
                "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]
 DIFFNET_DIGITS = [
-    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.meta_batch_size=50", "trainer.max_epochs=2",
+    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.val=heldout", "datamodule.meta_batch_size=50", "trainer.max_epochs=2",
     "+stage@stages.las=diffnet_las", "stages.las.trainer.max_epochs=1",
 ]
 
@@ -272,7 +272,7 @@ def test_stage_two_starts_from_the_stage_one_logits(tmp_path):
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.engine.checkpoint import init_from_checkpoint
+    from longtail.common.checkpoint import init_from_checkpoint
     from longtail.engine.stages import stage_configs
 
     stage = dict(stage_configs(compose_config(DIFFNET_DIGITS)))["las"]
@@ -519,6 +519,6 @@ def test_difficulty_net_runs_on_the_shared_held_out_split(tmp_path):
     """Under protocol=ldam with val=heldout (one split for every method) the held-out set is Difficulty-Net's
     meta and accuracy set."""
     overrides = [o for o in DIFFNET_DIGITS if o != "datamodule.protocol=diffnet"]
-    results = run([*overrides, "datamodule.val=heldout", "datamodule.imbalance_factor=10"], tmp_path)
+    results = run([*overrides, "datamodule.imbalance_factor=10"], tmp_path)
     stage1 = read_results(tmp_path / "train" / "results.json")
-    assert stage1["protocol"] == results["protocol"] == "heldout" and len(stage1["diffnet/accuracy_vector"]) == 10
+    assert stage1["protocol"] == results["protocol"] == "ldam" and stage1["val"] == "heldout" and len(stage1["diffnet/accuracy_vector"]) == 10

@@ -200,8 +200,7 @@ def drolt_cifar(num_classes):
         # B2, epochs 80..99 of phase B
         "classifier": {
             **data, **heavy_augment, **class_aware,
-            "method._target_": "longtail.methods.decouple.ClassifierRetraining",
-            "method.reinit_head": False,  # §1: the classifier trained in A stays in the model
+            "method._target_": "longtail.methods.decouple.ClassifierFineTuning",  # §1: A's classifier stays
             "method.loss._target_": CE,  # §1 table: plain CE
             "trainer.max_epochs": 20,  # E_cls
             "datamodule.batch_size": 128,
@@ -221,7 +220,7 @@ DROLT_IMAGENET = {
               "datamodule.num_classes": 1000},
     "robust": {"method._target_": "longtail.methods.drolt.DROLT", "method.network.backbone": "resnet50",
                "datamodule.num_classes": 1000},
-    "classifier": {"method._target_": "longtail.methods.decouple.ClassifierRetraining",
+    "classifier": {"method._target_": "longtail.methods.decouple.ClassifierFineTuning",
                    "method.network.backbone": "resnet50", "datamodule.num_classes": 1000},
 }
 
@@ -548,7 +547,7 @@ DIFFNET_PLACES = {
 # BNS + IP-DPP (docs/methods/ipdpp.md)
 
 BNS = "longtail.methods.ipdpp.BNSPretraining"
-PROBE = "longtail.methods.decouple.ClassifierRetraining"
+PROBE = "longtail.methods.decouple.LinearProbe"
 IPDPP = "longtail.methods.ipdpp.IPDPPFineTuning"
 IPDPP_PAPER_SWITCHES = {  # §6 library defaults (fidelity=paper)
     "bns": {"method.loss.form": "paper",  # Q5

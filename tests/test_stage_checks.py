@@ -46,6 +46,14 @@ def test_settings_that_must_agree_are_refused_when_the_config_is_composed(args, 
     assert "stage 'ipdpp' of ipdpp_cifar10" in message, message
 
 
+def test_difficulty_nets_split_without_its_held_out_validation_is_refused_when_composed():
+    """protocol=diffnet validates on its own held-out set: val=none is refused, naming the key (it used to be
+    overridden silently)."""
+    message = check_overrides(["experiment=diffnet_cifar10", "datamodule.val=none"])
+    assert message is not None and message.startswith("datamodule.val=none: "), message
+    assert "protocol=diffnet validates on its own held-out set, so datamodule.val must be heldout or source" in message
+
+
 def test_a_stage_starting_from_one_that_does_not_run_before_it_is_refused():
     message = check_overrides(["experiment=decouple_cifar10", "stages.crt.init_stage=trian"])
     assert message.startswith("stages.crt.init_stage=trian: stage 'crt' starts from stage 'trian'"), message

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from longtail.compat import HYDRA_MISSING_OPTION, HYDRA_NOT_IN_STRUCT, hydra_config_loader, raw_child
+from longtail.common.compat import HYDRA_MISSING_OPTION, HYDRA_NOT_IN_STRUCT, hydra_config_loader, raw_child
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # keys that were renamed (issue 20: one name per switch), old -> new; the config snapshot test maps them too
@@ -54,29 +54,7 @@ RENAMED_KEYS = {
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",
 }
-# modules that moved when the package root was grouped into engine/, config/ and reporting/: a checkpoint or a
-# config written before names its _target_ by the old path, which longtail.load rewrites (moved_targets)
-MOVED_MODULES = {f"longtail.{module}": f"longtail.{layer}.{module}" for layer, modules in {
-    "engine": ("checkpoint", "callbacks", "stages", "schedules", "schedule_scale", "distributed", "runs", "sweeps"),
-    "config": ("overrides", "validation"),
-    "reporting": ("metrics", "table", "results", "plots", "loggers", "flops")}.items() for module in modules}
 _ABSENT = object()
-
-
-def moved_targets(config):
-    """``config`` (plain dicts and lists, as a checkpoint holds it) with every ``_target_`` under a module of
-    :data:`MOVED_MODULES` pointing at the module's new place; everything else unchanged."""
-    if isinstance(config, dict):
-        out = {key: moved_targets(value) for key, value in config.items()}
-        target = out.get("_target_")
-        if isinstance(target, str):
-            module, _, name = target.rpartition(".")
-            if module in MOVED_MODULES:
-                out["_target_"] = f"{MOVED_MODULES[module]}.{name}"
-        return out
-    if isinstance(config, list):
-        return [moved_targets(value) for value in config]
-    return config
 
 
 def check_overrides(args: list[str]) -> str | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from longtail.compat import is_interpolation, is_none_or_interpolation, raw_child, raw_value, stand_in_trainer
+from longtail.common.compat import is_interpolation, is_none_or_interpolation, raw_child, raw_value, stand_in_trainer
 
 #: constructor arguments that read a file: the check looks for the file and builds without it
 FILE_ARGUMENTS = {"pretrained": False, "teacher_checkpoint": None}
@@ -98,9 +98,16 @@ def order_problem(cfg: DictConfig, order: list[str]) -> str | None:
 
 
 def check_data(stage_cfg: DictConfig) -> None:
-    """Build the stage's data module (no image is read), its augmentation and its sampler on stand-in labels."""
+    """Build the stage's data module (no image is read), its augmentation and its sampler on stand-in labels; first,
+    the split strategy must allow the validation asked for (Difficulty-Net's split validates on its held-out set,
+    docs/methods/diffnet.md §1)."""
     from hydra.utils import instantiate
 
+    from longtail.data.split_strategies import SPLIT_STRATEGIES, protocol_val_problem
+
+    protocol, val = stage_cfg.datamodule.get("protocol", "ldam"), stage_cfg.datamodule.get("val", "none")
+    if protocol in SPLIT_STRATEGIES and protocol_val_problem(protocol, val):
+        raise ConflictError("datamodule.val", protocol_val_problem(protocol, val))
     datamodule = instantiate(stage_cfg.datamodule)
     datamodule.batch_transforms()
     if datamodule.sampler_factory is not None:

@@ -2,5 +2,6 @@
 callbacks, the schedule scale, learning-rate schedules, sweeps that survive their jobs, and where run folders are.
 
 Layer: below the command line (``longtail.run``), above methods, data and models, which it builds by
-``_target_`` and never imports by name. ``docs/architecture.md`` §3 tells how a stage is built.
+``_target_`` and never imports (methods import nothing from here). ``docs/architecture.md`` §3 tells how a stage
+is built.
 """

@@ -102,7 +102,7 @@ class HandBackTestResults(Callback):
 
 def build_stage(cfg: DictConfig, init_from: str | None):
     """The stage's data module (set up) and method, initialised from the previous stage's checkpoint."""
-    from longtail.engine.checkpoint import init_from_checkpoint
+    from longtail.common.checkpoint import init_from_checkpoint
 
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("fit")
@@ -158,11 +158,11 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, validates: bool):
 
 
 def checkpoint_plugins(trainer_cfg: DictConfig) -> list:
-    """The Trainer's plugins with :class:`~longtail.engine.checkpoint.AtomicCheckpointIO` as its checkpoint I/O, so every
+    """The Trainer's plugins with :class:`~longtail.common.checkpoint.AtomicCheckpointIO` as its checkpoint I/O, so every
     checkpoint it writes (the callback's, ``trainer.save_checkpoint``) is replaced atomically, never torn."""
     from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
-    from longtail.engine.checkpoint import AtomicCheckpointIO
+    from longtail.common.checkpoint import AtomicCheckpointIO
 
     configured = trainer_cfg.get("plugins")
     configured = [] if configured is None else instantiate(configured)
@@ -176,7 +176,7 @@ def fit_and_select(trainer, model, datamodule, checkpointing, last: Path, stage_
     """Train (resuming from ``last``, or from the newest readable checkpoint when ``last`` is torn) and return the
     selected checkpoint (docs/methods/README.md §5: best val metric where there is a validation split, else the last epoch); a method
     without training is saved as is."""
-    from longtail.engine.checkpoint import resume_point
+    from longtail.common.checkpoint import resume_point
 
     if model.requires_training:
         resume = resume_point(last, stage_name, log)  # a torn last.ckpt: the newest readable one, said so
@@ -241,7 +241,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "train_class_counts": datamodule.class_counts,
         "class_names": datamodule.class_names,
         "stage": cfg.stage_name,
-        "protocol": datamodule.protocol,
+        "protocol": datamodule.protocol,  # datamodule.protocol and datamodule.val, as configured
+        "val": datamodule.val_mode,
         "data_source": datamodule.data_source,
         "checkpoint": selected,
         "selection": f"best {monitor}" if monitor else "last epoch",
