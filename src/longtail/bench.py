@@ -80,11 +80,11 @@ METHODS: dict[str, list[str]] = {
     "crt": ["stage=crt"],
     "lws": ["stage=lws"],
     "ride": ["model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"],
-    "drolt": ["stage=drolt_robust"],
+    "drolt": ["stage=robust"],
     "diffnet": ["method=diffnet"],
     "diffnet_last_stage": ["method=diffnet", "method.virtual_params=last_stage"],
     "diffnet_reference_style": ["method=diffnet", "method._target_=longtail.bench.ReferenceStyleDifficultyNet"],
-    "diffnet_las": ["stage=diffnet_las"],
+    "diffnet_las": ["stage=las"],
     "bns": ["stage=bns"],
     # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
     "ipdpp": ["stage=ipdpp", "ipdpp.dpp_sampler=reference_uniform"],
