@@ -7,7 +7,7 @@ import pytest
 from config_snapshot import command_lines, composed_views, snapshot
 
 from longtail.common.checkpoint import moved_targets
-from longtail.config.overrides import RENAMED_KEYS
+from longtail.config.overrides import RENAMED_KEYS, RENAMED_OPTIONS
 
 # old dotted key (prefix) -> its new name; None: the key is gone on purpose (an indirection the refactor removed)
 RENAMES: dict[str, str | None] = {**RENAMED_KEYS,
@@ -16,6 +16,14 @@ RENAMES: dict[str, str | None] = {**RENAMED_KEYS,
                                    "datamodule.sampler.subset_seed": "datamodule.sampler.draw_seed",
                                    # RIDE's DRW beta moved from its loss to its method (the router has neither)
                                    "method.loss.drw_beta": "method.drw_beta", "loss.drw_beta": None}
+# the views of `stage=<option>` are named by the option: a renamed option's view under its new name
+VIEWS = {f"stage={old}": f"stage={new}" for old, new in RENAMED_OPTIONS["stage"].items()}
+
+
+def view_name(name: str) -> str:
+    """``stage=drolt_robust:robust`` -> ``stage=robust:robust``: the command line part under its new name."""
+    line, _, stage = name.rpartition(":")
+    return f"{VIEWS.get(line, line)}:{stage}"
 
 
 def renamed(view: dict, renames: dict[str, str | None] = RENAMES) -> dict:
@@ -58,7 +66,7 @@ def differences(before: dict, after: dict) -> list[str]:
 
 @pytest.mark.slow
 def test_every_composed_stage_equals_its_snapshot():
-    before = {name: split_classifier_roles(renamed(view)) for name, view in snapshot().items()}
+    before = {view_name(name): split_classifier_roles(renamed(view)) for name, view in snapshot().items()}
     after = composed_views(command_lines())
     assert set(before) <= set(after), f"stages that no longer compose: {sorted(set(before) - set(after))}"
     changed = {name: differences(before[name], after[name]) for name in before}
@@ -89,6 +97,13 @@ def test_an_old_key_names_its_new_name():
 
     message = check_overrides(["experiment=drolt_cifar10", "fidelity.drolt_centroids=clean"])
     assert message == "'fidelity.drolt_centroids' was renamed: use drolt.centroids=clean.", message
+
+
+def test_an_old_stage_option_names_its_new_name():
+    from longtail.config.overrides import check_overrides
+
+    message = check_overrides(["experiment=drolt_cifar10", "stage=drolt_robust"])
+    assert message == "'stage=drolt_robust' was renamed: use stage=robust.", message
 
 
 def test_a_renamed_key_inside_a_stage_names_its_new_name():

@@ -22,8 +22,8 @@ from longtail.models import DifficultyNet, LinearHead, Network
 QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
                "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]
 DIFFNET_DIGITS = [
-    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.val=heldout", "datamodule.meta_batch_size=50", "trainer.max_epochs=2",
-    "+stage@stages.las=diffnet_las", "stages.las.trainer.max_epochs=1",
+    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.val=heldout", "datamodule.meta_batch_size=50",
+    "trainer.max_epochs=2", "+stage@stages.las=las", "stages.las.trainer.max_epochs=1",
 ]
 
 
@@ -289,7 +289,7 @@ def test_stage_two_starts_from_the_stage_one_logits(tmp_path):
 @pytest.mark.slow
 def test_each_stage_runs_alone_from_a_checkpoint(tmp_path):
     first = run([*DIFFNET_DIGITS[:4], "trainer.max_epochs=1"], tmp_path / "one")
-    second = run([*DIFFNET_DIGITS[:4], "stage=diffnet_las", f"init_from={first['checkpoint']}",
+    second = run([*DIFFNET_DIGITS[:4], "stage=las", f"init_from={first['checkpoint']}",
                   "stage.trainer.max_epochs=1"], tmp_path / "two")
     assert second["stage"] == "las" and second["protocol"] == "diffnet"
 
@@ -372,7 +372,7 @@ def test_a_killed_stage_one_resumes_to_the_same_weights(tmp_path):
 @pytest.mark.slow
 def test_stage_two_can_re_estimate_batchnorm_statistics_without_gradients(tmp_path, digits_ce_run):
     _, first = digits_ce_run
-    results = run(["stage=diffnet_las", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
+    results = run(["stage=las", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
                    "stage.method.train_linear=false", "stage.method.recalibrate=[network.backbone]"], tmp_path)
     before, after = state(first["checkpoint"]), state(results["checkpoint"])
     moved = [k for k, v in before.items() if k.startswith("network.backbone.") and not torch.equal(v, after[k])]

@@ -39,7 +39,7 @@ def test_the_focal_ldam_recipe_uses_gamma_one():
 
 
 def test_drolt_feature_schedule_and_robust_weights_are_reachable():
-    base = ["+stage@stages.robust=drolt_robust"]
+    base = ["+stage@stages.robust=robust"]
     robust = dict(stage_configs(compose_config(base)))["robust"]
     assert robust.method.scheduler is None and robust.method.robust_weights is False
     cosine = dict(stage_configs(compose_config([*base, "drolt.feat_schedule=cosine",

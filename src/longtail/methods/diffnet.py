@@ -94,7 +94,7 @@ class DifficultyNetMetaLearning(LongTailModule):
     bench_rows = {
         "diffnet": BenchRow(("method=diffnet",), DIFFNET_BENCH_DATA),
         "diffnet_last_stage": BenchRow(("method=diffnet", "method.virtual_params=last_stage"), DIFFNET_BENCH_DATA),
-        "diffnet_las": BenchRow(("stage=diffnet_las",), DIFFNET_BENCH_DATA[:2]),
+        "diffnet_las": BenchRow(("stage=las",), DIFFNET_BENCH_DATA[:2]),
     }
 
     def __init__(

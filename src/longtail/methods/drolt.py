@@ -56,7 +56,7 @@ class DROLT(LongTailModule):
     results_keys = ("test/ncm_acc", "test/ncm_acc_many", "test/ncm_acc_medium", "test/ncm_acc_few", "drolt/epsilons")
     plots = (MethodPlot("epsilons.png", ("drolt/epsilons", "train_class_counts"),
                         "longtail.reporting.plots.class_epsilons"),)
-    bench_rows = {"drolt": BenchRow(("stage=drolt_robust",))}
+    bench_rows = {"drolt": BenchRow(("stage=robust",))}
 
     needs_init = True
 
