@@ -116,16 +116,14 @@ def check_data(stage_cfg: DictConfig) -> None:
 
 def check_pairs(stage_cfg: DictConfig) -> None:
     """Settings that must agree across the stage's parts, refused when the config is composed rather than when the
-    stage reaches them: IP-DPP trains on a capped subset whose cap is its k (docs/methods/ipdpp.md §3)."""
-    method, sampler = stage_cfg.method, stage_cfg.get("sampler")
-    if str(method.get("_target_", "")).endswith(".IPDPPFineTuning"):
-        target = str(sampler.get("_target_", "")) if isinstance(sampler, DictConfig) else ""
-        if not target.endswith(".CappedSubsetSampler"):
-            raise ConflictError("sampler", f"IP-DPP trains on min(n_c, k) images per class: it needs "
-                                           f"sampler=capped_subset (got {target or sampler})")
-        if int(sampler.cap) != int(method.k):
-            raise ConflictError("sampler.cap", f"IP-DPP keeps k={method.k} images per class (ipdpp.k), so its "
-                                               f"capped subset must hold as many: set both to the same value")
+    stage reaches them: each method says which of its settings conflict with the rest of the stage
+    (``LongTailModule.config_conflict``, e.g. IP-DPP's k and its capped subset's cap)."""
+    from longtail.methods import method_class
+
+    cls = method_class(stage_cfg.method.get("_target_"))
+    conflict = cls.config_conflict(stage_cfg) if cls is not None else None
+    if conflict is not None:
+        raise ConflictError(*conflict)
 
 
 def check_method(stage_cfg: DictConfig) -> None:

@@ -45,6 +45,20 @@ def method_classes() -> list[type]:
     return classes
 
 
+def method_class(target: str | None) -> type | None:
+    """The method class a ``_target_`` names, or ``None`` when it names none (a partial, a user's own class that is
+    not a ``LongTailModule``, a path that does not import)."""
+    from hydra.utils import get_class
+
+    from longtail.methods.base import LongTailModule
+
+    try:
+        cls = get_class(str(target))
+    except Exception:
+        return None
+    return cls if isinstance(cls, type) and issubclass(cls, LongTailModule) else None
+
+
 def declared(attribute: str) -> list:
     """What the method classes declare under ``attribute`` (``plots``, ``results_keys``: their items; ``bench_rows``:
     ``(name, row)`` pairs), each class's own declarations only (a subclass does not repeat its parent's)."""

@@ -47,6 +47,9 @@ class LongTailModule(L.LightningModule):
     plots: tuple = ()
     results_keys: tuple[str, ...] = ()
     bench_rows: dict = {}
+    #: constructor arguments counted in epochs, which schedule.scale scales (periods stay >= 1)
+    epoch_counts: tuple[str, ...] = ()
+    epoch_periods: tuple[str, ...] = ()
     #: True for a stage that starts from a trained model (cRT, LWS, τ-norm, routers, IP-DPP): without
     #: ``init_from`` or a previous stage, the run stops with a message instead of training from scratch
     needs_init: bool = False
@@ -139,6 +142,12 @@ class LongTailModule(L.LightningModule):
         still no gradient)."""
         self.recalibrated = tuple(dict.fromkeys(self.recalibrated + names))
         self.train(self.training)
+
+    @classmethod
+    def config_conflict(cls, stage_cfg) -> tuple[str, str] | None:
+        """``(key, why)`` for a setting of the composed stage config that cannot go with this method (the key to
+        change, relative to the stage), or ``None``; refused when the config is composed, before any stage runs."""
+        return None
 
     @property
     def data(self) -> MethodData:

@@ -31,6 +31,7 @@ class ERM(LongTailModule):
         **kwargs: see :class:`LongTailModule`.
     """
 
+    epoch_counts = ("drw_start",)
     bench_rows = {
         "erm": BenchRow(()),
         "ldam_drw": BenchRow(("loss=ldam", "model=resnet32_cosine", "method.drw_start=0")),

@@ -90,6 +90,7 @@ class IPDPPFineTuning(ERM):
     """
 
     results_keys = ("ipdpp/draws", "ipdpp/subset_class_counts")
+    epoch_periods = ("redraw_every",)
     # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
     bench_rows = {"ipdpp": BenchRow(("stage=ipdpp", "ipdpp.dpp_sampler=reference_uniform"), ("model=resnet18_cifar",))}
 
@@ -156,6 +157,18 @@ class IPDPPFineTuning(ERM):
         load_prefix(self.network.backbone, state_dict, "network.backbone.")
         if self.first_probs == "probe":
             load_prefix(self.probe_head, state_dict, "network.head.")
+
+    @classmethod
+    def config_conflict(cls, stage_cfg) -> tuple[str, str] | None:
+        """IP-DPP trains on a capped subset whose cap is its k (docs/methods/ipdpp.md §3)."""
+        method, sampler = stage_cfg.method, stage_cfg.get("sampler")
+        target = str(sampler.get("_target_", "")) if hasattr(sampler, "get") else ""
+        if not target.endswith(".CappedSubsetSampler"):
+            return "sampler", f"IP-DPP trains on min(n_c, k) images per class: it needs sampler=capped_subset (got {target or sampler})"
+        if int(sampler.cap) != int(method.k):
+            return "sampler.cap", (f"IP-DPP keeps k={method.k} images per class (ipdpp.k), so its capped subset must "
+                                   f"hold as many: set both to the same value")
+        return None
 
     def on_train_epoch_start(self) -> None:
         """Draw (initial, or re-draw on schedule) and hand the subset to the sampler; the training loader starts

@@ -37,6 +37,7 @@ class RIDE(LongTailModule):
         teacher_checkpoint: path of a teacher RIDE checkpoint (distillation without a teacher stage).
     """
 
+    epoch_counts = ("drw_start",)
     bench_rows = {"ride": BenchRow(("model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"))}
 
     def __init__(
