@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import longtail
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 CONF_DIR = Path(longtail.__file__).parent / "conf"
 SNAPSHOT = Path(__file__).parent / "snapshots" / "composed_configs.json.gz"

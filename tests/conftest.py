@@ -32,7 +32,7 @@ def _composed(overrides: tuple[str, ...]):
 
 def run(overrides, output_dir: Path) -> dict:
     """Run an experiment in ``output_dir`` (quietly: no progress bar) and return its results."""
-    from longtail.stages import run_experiment
+    from longtail.engine.stages import run_experiment
 
     cfg = compose_config(["trainer.enable_progress_bar=false", *overrides])
     return run_experiment(cfg, Path(output_dir))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import run
 
-from longtail.checkpoint import read_checkpoint, unreadable
+from longtail.common.checkpoint import read_checkpoint, unreadable
 
 
 def _truncate(path: Path) -> None:
@@ -26,7 +26,7 @@ class _FailsToPickle:
 
 
 def test_a_save_that_fails_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
-    from longtail.checkpoint import AtomicCheckpointIO
+    from longtail.common.checkpoint import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
@@ -118,7 +118,7 @@ def test_the_resume_point_skips_torn_checkpoints_and_agrees_across_ranks(tmp_pat
     after rank 0 moved ``last.ckpt`` aside (DDP) picks the same checkpoint."""
     import time
 
-    from longtail.checkpoint import resume_point
+    from longtail.common.checkpoint import resume_point
 
     log = logging.getLogger("longtail")
     for epoch, name in enumerate(["epoch000.ckpt", "epoch001.ckpt", "epoch002.ckpt", "last.ckpt"]):

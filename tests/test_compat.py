@@ -1,4 +1,4 @@
-"""Each private API in longtail.compat still does what the library relies on (an upgrade breaks here first)."""
+"""Each private API in longtail.common.compat still does what the library relies on (an upgrade breaks here first)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from torch import nn
 from torchvision.models import resnet as tv
 from torchvision.transforms import v2
 
-from longtail import compat
-from longtail.overrides import CONF_DIR
+from longtail.common import compat
+from longtail.config.overrides import CONF_DIR
 
 
 def test_ddp_ignore_marks_the_named_parameters():

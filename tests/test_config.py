@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 REQUIRED = [f"{m}_{d}" for m in ("ce", "focal", "ldam_drw", "balanced_softmax", "logit_adjust", "crt", "tau_norm")

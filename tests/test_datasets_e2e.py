@@ -23,7 +23,7 @@ def test_ce_cifar10_smoke_on_the_real_data(tmp_path):
     results = run(["experiment=ce_cifar10", f"datamodule.root={CIFAR10}", "debug=smoke"], tmp_path)
     assert results["train_class_counts"] == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     assert results["class_names"][0] == "airplane" and results["class_names"][-1] == "truck"
-    assert results["selection"] == "last epoch" and results["protocol"] == "standard"
+    assert results["selection"] == "last epoch" and (results["protocol"], results["val"]) == ("ldam", "none")
     assert 0.0 <= results["test/acc"] <= 1.0
 
 
@@ -44,7 +44,7 @@ def test_heldout_validation_on_cifar10_is_balanced_disjoint_and_changes_the_prot
     assert datamodule.val_split.class_counts(10) == [25] * 10
     assert datamodule.class_counts == lt_counts(4975, 10, 100)
     assert not set(datamodule.val_split.ids.tolist()) & set(datamodule.train_split.ids.tolist())
-    assert datamodule.protocol == "heldout"
+    assert (datamodule.protocol, datamodule.val_mode) == ("ldam", "heldout")
     assert datamodule.test_split.class_counts(10) == [1000] * 10
 
 

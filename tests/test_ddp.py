@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent(
     from lightning.pytorch.callbacks import Callback
 
     import longtail
-    from longtail.checkpoint import read_checkpoint
+    from longtail.common.checkpoint import read_checkpoint
 
 
     class Record(Callback):

@@ -7,8 +7,8 @@ from conftest import compose_config, read_results, run
 from fakedata import make_list_dataset
 from test_oltr_and_schedules import offline  # noqa: F401  (fixture)
 
+from longtail.engine.stages import stage_configs
 from longtail.models import create_backbone
-from longtail.stages import stage_configs
 
 # experiment -> (stage-1 epochs, batch, classifier lr, weight decay, cRT epochs)
 RECIPES = {
@@ -24,7 +24,7 @@ def test_large_scale_recipes_for_crt_lws_and_tau_norm(experiment):
     stages = dict(stage_configs(compose_config([f"experiment={experiment}"])))
     assert list(stages) == ["train", "crt", "lws", "tau_norm"]
     assert stages["train"].trainer.max_epochs == epochs
-    assert stages["train"].method.scheduler._target_ == "longtail.schedules.warmup_cosine"
+    assert stages["train"].method.scheduler._target_ == "longtail.engine.schedules.warmup_cosine"
     for name in ("crt", "lws", "tau_norm"):
         assert stages[name].init_stage == "train"
     for name, max_epochs in (("crt", crt_epochs), ("lws", 5)):
@@ -33,7 +33,7 @@ def test_large_scale_recipes_for_crt_lws_and_tau_norm(experiment):
         assert stage.sampler.num_samples_cls == 4
         assert stage.datamodule.batch_size == batch and stage.trainer.max_epochs == max_epochs
         assert (stage.method.optimizer.lr, stage.method.optimizer.weight_decay) == (lr, weight_decay)
-        assert stage.method.scheduler._target_ == "longtail.schedules.warmup_cosine"
+        assert stage.method.scheduler._target_ == "longtail.engine.schedules.warmup_cosine"
         assert "milestones" not in stage.method.scheduler
 
 

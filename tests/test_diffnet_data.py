@@ -86,20 +86,22 @@ def test_list_data_sets_draw_a_seeded_meta_set_from_the_val_list(tmp_path):
 
 def test_a_data_set_without_file_order_or_val_list_is_refused(tmp_path):
     make_list_dataset(tmp_path, kind="inat2018", counts=(30, 20, 12), write_images=False)
-    dm = LongTailDataModule(partial(lists.inat2018, num_classes=3, check_files=False), 3, root=str(tmp_path), protocol="diffnet")
+    dm = LongTailDataModule(partial(lists.inat2018, num_classes=3, check_files=False), 3, root=str(tmp_path), protocol="diffnet",
+                            val="source")
     with pytest.raises(ValueError, match="file order .* or an official val list"):
         dm.setup()
 
 
 def test_a_class_too_small_to_hold_out_25_images_is_refused():
     dm = LongTailDataModule(partial(DigitsSource, test_per_class=30, val_per_class=130), 10, channels=1,
-                            protocol="diffnet")
+                            protocol="diffnet", val="heldout")
     with pytest.raises(ValueError, match=r"needs at least 25 \+ 1"):
         dm.setup()
 
 
 def test_meta_batches_are_balanced_set_batches_of_the_configured_size():
-    dm = LongTailDataModule(DigitsSource, 10, channels=1, imbalance_factor=10, protocol="diffnet", meta_batch_size=100)
+    dm = LongTailDataModule(DigitsSource, 10, channels=1, imbalance_factor=10, protocol="diffnet", val="heldout",
+                            meta_batch_size=100)
     dm.setup()
     batches = list(dm.meta_dataloader(epoch=0))
     assert [len(b[1]) for b in batches] == [100, 100, 50]
@@ -116,7 +118,7 @@ def test_under_the_standard_protocol_the_held_out_set_is_the_meta_set_too():
     def images(split):
         return sorted(img.numpy().tobytes() for img in split.images)
 
-    assert images(dm.meta_split) == images(dm.val_split) and dm.protocol == "heldout"
+    assert images(dm.meta_split) == images(dm.val_split) and (dm.protocol, dm.val_mode) == ("ldam", "heldout")
     labels = torch.cat([y for _, y in dm.meta_eval_dataloader()])
     assert np.bincount(labels.numpy()).tolist() == [10] * 10
     assert not set(images(dm.meta_split)) & set(images(dm.train_split))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import compose_config
 
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 
 def train_method(experiment: str, *overrides: str):

@@ -22,8 +22,8 @@ from longtail.models import DifficultyNet, LinearHead, Network
 QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
                "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]
 DIFFNET_DIGITS = [
-    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.meta_batch_size=50", "trainer.max_epochs=2",
-    "+stage@stages.las=diffnet_las", "stages.las.trainer.max_epochs=1",
+    "method=diffnet", "datamodule.protocol=diffnet", "datamodule.val=heldout", "datamodule.meta_batch_size=50",
+    "trainer.max_epochs=2", "+stage@stages.las=las", "stages.las.trainer.max_epochs=1",
 ]
 
 
@@ -168,7 +168,7 @@ def test_one_iteration_updates_the_real_batchnorm_statistics_exactly_once(tmp_pa
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     stage = stage_configs(compose_config([*DIFFNET_DIGITS, "datamodule.batch_size=16"]))[0][1]
     datamodule = instantiate(stage.datamodule)
@@ -198,7 +198,7 @@ def fit_stage_one(overrides, batches: int = 1):
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     stage = stage_configs(compose_config(overrides))[0][1]
     datamodule = instantiate(stage.datamodule)
@@ -272,8 +272,8 @@ def test_stage_two_starts_from_the_stage_one_logits(tmp_path):
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from longtail.checkpoint import init_from_checkpoint
-    from longtail.stages import stage_configs
+    from longtail.common.checkpoint import init_from_checkpoint
+    from longtail.engine.stages import stage_configs
 
     stage = dict(stage_configs(compose_config(DIFFNET_DIGITS)))["las"]
     las = instantiate(stage.method, class_counts=stage_one.class_counts, class_names=stage_one.class_names)
@@ -289,7 +289,7 @@ def test_stage_two_starts_from_the_stage_one_logits(tmp_path):
 @pytest.mark.slow
 def test_each_stage_runs_alone_from_a_checkpoint(tmp_path):
     first = run([*DIFFNET_DIGITS[:4], "trainer.max_epochs=1"], tmp_path / "one")
-    second = run([*DIFFNET_DIGITS[:4], "stage=diffnet_las", f"init_from={first['checkpoint']}",
+    second = run([*DIFFNET_DIGITS[:4], "stage=las", f"init_from={first['checkpoint']}",
                   "stage.trainer.max_epochs=1"], tmp_path / "two")
     assert second["stage"] == "las" and second["protocol"] == "diffnet"
 
@@ -372,7 +372,7 @@ def test_a_killed_stage_one_resumes_to_the_same_weights(tmp_path):
 @pytest.mark.slow
 def test_stage_two_can_re_estimate_batchnorm_statistics_without_gradients(tmp_path, digits_ce_run):
     _, first = digits_ce_run
-    results = run(["stage=diffnet_las", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
+    results = run(["stage=las", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
                    "stage.method.train_linear=false", "stage.method.recalibrate=[network.backbone]"], tmp_path)
     before, after = state(first["checkpoint"]), state(results["checkpoint"])
     moved = [k for k, v in before.items() if k.startswith("network.backbone.") and not torch.equal(v, after[k])]
@@ -457,8 +457,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from longtail.models.registry import register_backbone
-from longtail.overrides import CONF_DIR
-from longtail.stages import stage_configs
+from longtail.config.overrides import CONF_DIR
+from longtail.engine.stages import stage_configs
 
 
 @register_backbone("flat_mlp")
@@ -519,6 +519,6 @@ def test_difficulty_net_runs_on_the_shared_held_out_split(tmp_path):
     """Under protocol=ldam with val=heldout (one split for every method) the held-out set is Difficulty-Net's
     meta and accuracy set."""
     overrides = [o for o in DIFFNET_DIGITS if o != "datamodule.protocol=diffnet"]
-    results = run([*overrides, "datamodule.val=heldout", "datamodule.imbalance_factor=10"], tmp_path)
+    results = run([*overrides, "datamodule.imbalance_factor=10"], tmp_path)
     stage1 = read_results(tmp_path / "train" / "results.json")
-    assert stage1["protocol"] == results["protocol"] == "heldout" and len(stage1["diffnet/accuracy_vector"]) == 10
+    assert stage1["protocol"] == results["protocol"] == "ldam" and stage1["val"] == "heldout" and len(stage1["diffnet/accuracy_vector"]) == 10

@@ -18,9 +18,9 @@ CIFAR10 = real_cifar10()
 PLAIN_AUGMENT = ["augment.autoaugment=null", "augment.cutout=null", "augment.hflip=false", "augment.crop_padding=1"]
 DROLT_DIGITS = [
     "trainer.max_epochs=2",
-    "+stage@stages.robust=drolt_robust", "stages.robust.trainer.max_epochs=2",
+    "+stage@stages.robust=robust", "stages.robust.trainer.max_epochs=2",
     *(f"stages.robust.{o}" for o in PLAIN_AUGMENT),
-    "+stage@stages.classifier=drolt_classifier", "stages.classifier.trainer.max_epochs=1",
+    "+stage@stages.classifier=classifier", "stages.classifier.trainer.max_epochs=1",
     *(f"stages.classifier.{o}" for o in PLAIN_AUGMENT),
 ]
 
@@ -59,9 +59,9 @@ def test_three_stages_freeze_what_the_spec_freezes(tmp_path):
 
 def robust_model_on_digits(*overrides: str):
     """The robust stage's method and its set-up data module, with a stand-in trainer (no training)."""
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
-    stage = dict(stage_configs(compose_config(["+stage@stages.robust=drolt_robust", *overrides])))["robust"]
+    stage = dict(stage_configs(compose_config(["+stage@stages.robust=robust", *overrides])))["robust"]
     datamodule = instantiate(stage.datamodule)
     datamodule.setup()
     model = instantiate(stage.method, class_counts=datamodule.class_counts, class_names=datamodule.class_names)
@@ -98,7 +98,7 @@ def test_nearest_class_mean_uses_centroids_of_un_augmented_training_features():
 @pytest.mark.slow
 def test_the_robust_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
     _, first = digits_ce_run
-    results = run(["stage=drolt_robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
+    results = run(["stage=robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
                    *(f"stage.{o}" for o in PLAIN_AUGMENT)], tmp_path)
     assert results["stage"] == "robust" and results["selection"] == "best val/ncm_acc"
     model = longtail.load(results["checkpoint"])
@@ -108,7 +108,7 @@ def test_the_robust_stage_runs_alone_from_a_checkpoint(tmp_path, digits_ce_run):
 @pytest.mark.slow
 def test_an_earlier_feature_layer_and_running_centroids(tmp_path, digits_ce_run):
     _, first = digits_ce_run
-    results = run(["stage=drolt_robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
+    results = run(["stage=robust", f"init_from={first['checkpoint']}", "stage.trainer.max_epochs=1",
                    "stage.method.feature_layer=network.backbone.layer2", "stage.method.centroids=running",
                    *(f"stage.{o}" for o in PLAIN_AUGMENT)], tmp_path)
     direct = direct_evaluation(results["checkpoint"], feature_layer="network.backbone.layer2")

@@ -15,10 +15,10 @@ import pytest
 from conftest import REPO, compose_config, run
 from hydra.utils import instantiate
 
-from longtail.overrides import check_overrides
-from longtail.results import finite_or_none
+from longtail.config.overrides import check_overrides
+from longtail.reporting.results import finite_or_none
+from longtail.reporting.table import format_table
 from longtail.run import describe
-from longtail.table import format_table
 
 
 def _reject(token):
@@ -60,7 +60,7 @@ BAD_INPUT = {  # issue 12's done-when: each stops before training with one messa
     "misspelt key": (["trainer.max_epoch=3"], ["Did you mean trainer.max_epochs?"]),
     # issue 17: a file that is not a checkpoint is named as such; a stage key naming no stage is refused
     "not a checkpoint": (["init_from={tmp}/notes.ckpt"], ["notes.ckpt' is not a checkpoint"]),
-    "stage option as a stage": (["experiment=drolt_cifar10", "stages.drolt_robust.trainer.max_epochs=1"],
+    "old stage option as a stage": (["experiment=drolt_cifar10", "stages.drolt_robust.trainer.max_epochs=1"],
                                 ["train, robust, classifier", "use stages.robust.trainer.max_epochs=1."]),
     "added stage key": (["experiment=drolt_cifar10", "+stages.drolt_robust.trainer.max_epochs=1"],
                         ["train, robust, classifier", "use stages.robust.trainer.max_epochs=1."]),
@@ -117,8 +117,8 @@ def test_misspelt_keys_and_options_name_the_nearest_existing_ones():
     assert "Did you mean seed?" in check_overrides(["sed=1"])
     message = check_overrides(["experiment=drolt_cifar10O"])
     assert "Did you mean experiment=drolt_cifar10 or experiment=drolt_cifar100" in message
-    # a stage is typed by its config option; an unknown one is refused, not silently ignored (all stages run)
-    assert "Did you mean stage=drolt_robust?" in check_overrides(["experiment=drolt_cifar100", "stage=robust"])
+    # a stage is typed by its name; an unknown one is refused, not silently ignored (all stages run)
+    assert "Did you mean stage=robust" in check_overrides(["experiment=drolt_cifar100", "stage=robsut"])
     assert check_overrides(["seed=1", "seed=2"]) is None
 
 
@@ -134,7 +134,7 @@ def test_values_of_the_wrong_type_are_refused(args, fragment):
 
 
 @pytest.mark.parametrize("args", [
-    ["experiment=drolt_cifar100", "stage=drolt_robust", "trainer.devices=auto", "trainer.precision=bf16-mixed"],
+    ["experiment=drolt_cifar100", "stage=robust", "trainer.devices=auto", "trainer.precision=bf16-mixed"],
     ["-m", "experiment=ldam_drw_cifar100", "seed=0,1,2", "trainer.limit_train_batches=4"],
     ["model.backbone=timm:resnet18", "+extra=1", "hydra.run.dir=/tmp/somewhere", "trainer.max_epochs=null"],
     ["loss@loss.base_loss=balanced_softmax", "experiment=ride_cifar100", "datamodule.imbalance_factor=50"],
@@ -171,11 +171,12 @@ def _readme_commands() -> list[list[str]]:
 
 @pytest.mark.slow
 def test_every_command_in_the_readme_composes():
-    """README truth: each command's keys, options and value types exist as written (stage=drolt_robust …)."""
+    """README truth: each command's keys, options and value types exist as written (stage=robust …)."""
     commands = _readme_commands()
-    assert ["experiment=drolt_cifar100", "stage=drolt_robust", "init_from=PLACEHOLDER"] in commands
+    assert ["experiment=drolt_cifar100", "stage=robust", "init_from=PLACEHOLDER"] in commands
     meant_wrong = {("trainer.max_epoch=3",), ("trainer.max_epochs=abc",),
-                   ("experiment=drolt_cifar10", "stages.drolt_robust.trainer.max_epochs=1")}
+                   ("experiment=drolt_cifar10", "stages.robsut.trainer.max_epochs=1"),
+                   ("experiment=drolt_cifar10", "stage=drolt_robust")}
     for args in commands:
         message = check_overrides(args)
         assert (message is not None) == (tuple(args) in meant_wrong), (args, message)
@@ -193,7 +194,7 @@ def test_a_timm_backbone_takes_the_data_sets_channels():
 
 def test_checkpoints_store_data_roots_and_paths_absolute(tmp_path, monkeypatch):
     """A notebook in notebooks/ opens a checkpoint of a run started in the repository root."""
-    from longtail.stages import with_absolute_paths
+    from longtail.engine.stages import with_absolute_paths
 
     monkeypatch.chdir(tmp_path)
     config = with_absolute_paths({"datamodule": {"root": "data/cifar10"}, "paths": {"data_dir": "./data",

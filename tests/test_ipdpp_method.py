@@ -23,11 +23,11 @@ from longtail.data.datamodule import LongTailDataModule
 from longtail.data.samplers import CappedSubsetSampler, InstanceSampler
 from longtail.data.simclr import SimCLRAugment
 from longtail.data.splits import ArraySplit, FileSplit
+from longtail.engine.schedules import iteration_warmup_cosine
+from longtail.engine.stages import build_stage, stage_configs
 from longtail.losses import BNSLoss, CrossEntropy
 from longtail.methods.ipdpp import IPDPPFineTuning, redraw_epochs
 from longtail.models import Network, create_backbone
-from longtail.schedules import iteration_warmup_cosine
-from longtail.stages import build_stage, stage_configs
 
 QUICK_SMOKE = ["debug=smoke", "debug.trainer.max_epochs=1", "debug.trainer.limit_train_batches=2",
                "debug.trainer.limit_val_batches=1", "debug.trainer.limit_test_batches=1"]
@@ -226,7 +226,7 @@ def test_adamw_groups_exempt_biases_and_norm_parameters_from_weight_decay():
 def test_the_probe_runs_alone_from_a_bns_checkpoint(tmp_path, ipdpp_digits_run):
     out, _, _ = ipdpp_digits_run
     bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
-    results = run([*IPDPP_DIGITS, "stage=ipdpp_probe", f"init_from={bns_checkpoint}"], tmp_path)
+    results = run([*IPDPP_DIGITS, "stage=probe", f"init_from={bns_checkpoint}"], tmp_path)
     assert results["stage"] == "probe" and "test/acc" in results
 
 
@@ -342,7 +342,7 @@ def test_fine_tuning_after_a_recalibrating_probe_starts_from_the_bns_batchnorm_s
     the encoder, buffers included, from BNS and only the head from the probe."""
     out, _, _ = ipdpp_digits_run
     bns_checkpoint = read_results(out / "bns" / "results.json")["checkpoint"]
-    probe = run([*IPDPP_DIGITS, "stage=ipdpp_probe", f"init_from={bns_checkpoint}", "probe.bn_train_mode=true"],
+    probe = run([*IPDPP_DIGITS, "stage=probe", f"init_from={bns_checkpoint}", "probe.bn_train_mode=true"],
                 tmp_path / "probe")
     record = tmp_path / "buffers.pt"
     tuned = run([*IPDPP_DIGITS, "stage=ipdpp", f"init_from={probe['checkpoint']}", "stages.ipdpp.trainer.max_epochs=1",

@@ -16,8 +16,8 @@ from conftest import CONF_DIR
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from longtail.engine.runs import resolve_init_from
 from longtail.run import CONSOLE_COPY, copy_warnings_to_log, init_from_problem, main, say
-from longtail.runs import resolve_init_from
 
 
 def fake_run(root: Path) -> Path:

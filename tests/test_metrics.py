@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from longtail.data.imbalance import lt_counts
-from longtail.metrics import LongTailMetrics, shot_groups
-from longtail.table import format_table
+from longtail.reporting.metrics import LongTailMetrics, shot_groups
+from longtail.reporting.table import format_table
 
 
 def sizes(counts, thresholds=(100, 20)):

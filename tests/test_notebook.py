@@ -10,8 +10,8 @@ import pytest
 from conftest import REPO, run
 from nbclient import NotebookClient
 
-from longtail.results import write_results
-from longtail.runs import link_latest
+from longtail.engine.runs import link_latest
+from longtail.reporting.results import write_results
 
 NOTEBOOK = REPO / "notebooks" / "inspect_checkpoint.ipynb"
 

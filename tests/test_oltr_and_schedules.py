@@ -12,9 +12,9 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.models import resnet as tv
 
+from longtail.engine.schedules import ramp_multistep
 from longtail.models import CosineHead, create_backbone, list_backbones
 from longtail.models.resnet_imagenet import OLTRResNet, load_imagenet_weights
-from longtail.schedules import ramp_multistep
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Run plots (`longtail.plots`) and the seed-aggregating report (`python -m longtail.report`)."""
+"""Run plots (`longtail.reporting.plots`) and the seed-aggregating report (`python -m longtail.report`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-from longtail import plots, report
+from longtail import report
+from longtail.reporting import plots
 
 PLOT_NAMES = {"per_class_accuracy.png", "shot_groups.png", "confusion.png", "reliability.png", "val_curves.png"}
 

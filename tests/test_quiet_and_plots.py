@@ -17,9 +17,9 @@ import torch
 from conftest import REPO, run
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from longtail import plots
-from longtail.metrics import LongTailMetrics
-from longtail.table import format_table
+from longtail.reporting import plots
+from longtail.reporting.metrics import LongTailMetrics
+from longtail.reporting.table import format_table
 
 CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # imbalance 100: no class under 20
 FEW_NOTE = "few: no class has fewer than 20 training images (n/a)"

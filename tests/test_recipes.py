@@ -2,7 +2,7 @@
 
 ``RECIPES`` holds one table per experiment: stage name → {dotted key of the composed, resolved stage config:
 the value the spec gives}, each with the spec section / table row it comes from. The stages are those of
-``longtail.stages.stage_configs`` in run order; keys are read from the nodes a stage instantiates (``method``,
+``longtail.engine.stages.stage_configs`` in run order; keys are read from the nodes a stage instantiates (``method``,
 ``datamodule``, ``trainer``, ``callbacks``), after interpolation, so ``method.loss`` is the loss the method gets
 and ``datamodule.augment`` the augmentation its loader applies. Values the spec marks *unconfirmed* are pinned to
 what it says; experiments the spec does not cover (library choices) are pinned only on what it does give.
@@ -22,12 +22,12 @@ from config_snapshot import flatten
 from conftest import CONF_DIR, compose_config
 from omegaconf import OmegaConf
 
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 SEED_METHODS = ("drolt", "ride", "diffnet", "ipdpp")
 SEED_EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")
                           if p.stem.split("_")[0] in SEED_METHODS)
-# the nodes a stage instantiates or reads at run time (longtail.stages.build_stage / build_trainer); the
+# the nodes a stage instantiates or reads at run time (longtail.engine.stages.build_stage / build_trainer); the
 # top-level switch nodes (focal, ride, drolt, diffnet, ipdpp, bns, probe) only feed these through interpolation
 EFFECTIVE_NODES = ("method", "datamodule", "trainer", "callbacks", "logging")
 
@@ -113,8 +113,8 @@ CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]  
 CIFAR100_MEAN, CIFAR100_STD = [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]  # docs/methods/diffnet.md §1
 ERM = "longtail.methods.erm.ERM"
 SGD, ADAMW, ADAM = "torch.optim.SGD", "torch.optim.AdamW", "torch.optim.Adam"
-MULTISTEP, COSINE = "longtail.schedules.warmup_multistep", "longtail.schedules.warmup_cosine"
-ITER_COSINE = "longtail.schedules.iteration_warmup_cosine"
+MULTISTEP, COSINE = "longtail.engine.schedules.warmup_multistep", "longtail.engine.schedules.warmup_cosine"
+ITER_COSINE = "longtail.engine.schedules.iteration_warmup_cosine"
 INSTANCE = "longtail.data.samplers.InstanceSampler"
 CLASS_AWARE = "longtail.data.samplers.ClassAwareSampler"
 CLASS_BALANCED = "longtail.data.samplers.ClassBalancedSampler"
@@ -200,8 +200,7 @@ def drolt_cifar(num_classes):
         # B2, epochs 80..99 of phase B
         "classifier": {
             **data, **heavy_augment, **class_aware,
-            "method._target_": "longtail.methods.decouple.ClassifierRetraining",
-            "method.reinit_head": False,  # §1: the classifier trained in A stays in the model
+            "method._target_": "longtail.methods.decouple.ClassifierFineTuning",  # §1: A's classifier stays
             "method.loss._target_": CE,  # §1 table: plain CE
             "trainer.max_epochs": 20,  # E_cls
             "datamodule.batch_size": 128,
@@ -221,7 +220,7 @@ DROLT_IMAGENET = {
               "datamodule.num_classes": 1000},
     "robust": {"method._target_": "longtail.methods.drolt.DROLT", "method.network.backbone": "resnet50",
                "datamodule.num_classes": 1000},
-    "classifier": {"method._target_": "longtail.methods.decouple.ClassifierRetraining",
+    "classifier": {"method._target_": "longtail.methods.decouple.ClassifierFineTuning",
                    "method.network.backbone": "resnet50", "datamodule.num_classes": 1000},
 }
 
@@ -548,7 +547,7 @@ DIFFNET_PLACES = {
 # BNS + IP-DPP (docs/methods/ipdpp.md)
 
 BNS = "longtail.methods.ipdpp.BNSPretraining"
-PROBE = "longtail.methods.decouple.ClassifierRetraining"
+PROBE = "longtail.methods.decouple.LinearProbe"
 IPDPP = "longtail.methods.ipdpp.IPDPPFineTuning"
 IPDPP_PAPER_SWITCHES = {  # §6 library defaults (fidelity=paper)
     "bns": {"method.loss.form": "paper",  # Q5
@@ -733,7 +732,7 @@ DIFFNET_CIFAR_REFERENCE = {
         **DIFFNET_COMMON_REFERENCE,
         # N5: the script's 12,800-epoch WRN schedule, warm from 0.1 to 0.2 over 400 epochs, x0.1 at 6400 and 9600
         "trainer.max_epochs": _switch(240, 12800),
-        "method.scheduler._target_": _switch(MULTISTEP, "longtail.schedules.ramp_multistep"),
+        "method.scheduler._target_": _switch(MULTISTEP, "longtail.engine.schedules.ramp_multistep"),
         "method.scheduler.warmup_epochs": _switch(0, ABSENT),
         "method.scheduler.ramp_epochs": _switch(ABSENT, 400),
         "method.scheduler.ramp_to": _switch(ABSENT, 2.0),

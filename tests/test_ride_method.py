@@ -10,14 +10,14 @@ from conftest import CONF_DIR, compose_config, direct_evaluation, read_results, 
 from fakedata import make_list_dataset
 
 import longtail
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 CIFAR10 = real_cifar10()
 SMALL_FILES = ["datamodule.num_workers=0", "datamodule.persistent_workers=false", "datamodule.image_size=32",
                "datamodule.resize=36", "datamodule.batch_size=4"]
 RIDE_DIGITS = ["model=ride_resnet32", "model.backbone=resnet8", "method=ride", "loss=ride", "trainer.max_epochs=2",
                "trainer.limit_train_batches=3"]
-ROUTER = ["+stage@stages.router=ride_router", "stages.router.method.router.top_k=10",
+ROUTER = ["+stage@stages.router=router", "stages.router.method.router.top_k=10",
           "stages.router.datamodule.batch_size=64", "stages.router.trainer.max_epochs=1"]
 
 
@@ -53,7 +53,7 @@ def test_ride_deferred_reweighting_switches_at_the_zero_indexed_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_distillation_uses_the_previous_stage_as_a_frozen_teacher(tmp_path):
-    student_stage = ["+stage@stages.student=ride_student", "stages.student.model.num_experts=2",
+    student_stage = ["+stage@stages.student=student", "stages.student.model.num_experts=2",
                      "stages.student.scheduler.warmup_epochs=1"]
     results = run([*RIDE_DIGITS, "model.num_experts=4", *student_stage], tmp_path)
     teacher_ckpt = read_results(tmp_path / "train" / "results.json")["checkpoint"]

@@ -7,9 +7,9 @@ import torch
 from golden import load_golden, tol
 from torch import nn
 
-from longtail.flops import gflops, ride_gflops
 from longtail.models.experts import RIDENetwork
 from longtail.models.router import ExpertRouter
+from longtail.reporting.flops import gflops, ride_gflops
 
 GOLDEN = load_golden("ride_ea_router")
 CASES = GOLDEN["cases"]

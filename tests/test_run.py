@@ -39,6 +39,28 @@ def test_default_run_writes_results_plots_and_a_loadable_checkpoint(digits_ce_ru
     assert model(images).shape == (4, 10)
 
 
+@pytest.mark.slow
+def test_a_checkpoint_naming_a_module_by_its_old_path_still_loads(digits_ce_run, tmp_path):
+    """A checkpoint written before the package root was grouped names e.g. ``longtail.schedules.warmup_multistep``
+    in its config; ``longtail.load`` rewrites such a ``_target_`` to the module's new place (MOVED_MODULES)."""
+    from longtail.common.checkpoint import CHECKPOINT_KEY, MOVED_MODULES, moved_targets
+    from longtail.common.compat import stand_in_trainer
+
+    _, results = digits_ce_run
+    checkpoint = torch.load(results["checkpoint"], map_location="cpu", weights_only=False)
+    method = checkpoint[CHECKPOINT_KEY]["config"]["method"]
+    old = {new: old for old, new in MOVED_MODULES.items()}
+    target = method["scheduler"]["_target_"]
+    module, _, name = target.rpartition(".")
+    method["scheduler"]["_target_"] = f"{old[module]}.{name}"
+    assert moved_targets(method)["scheduler"]["_target_"] == target
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    model = longtail.load(tmp_path / "old.ckpt")
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    stand_in_trainer(model, max_epochs=3)
+    model.configure_optimizers()  # builds the scheduler from the rewritten _target_
+
+
 def test_drw_switches_on_at_the_configured_zero_indexed_epoch(tmp_path):
     record = tmp_path / "weighted.json"
     run(["trainer.max_epochs=3", "trainer.limit_train_batches=1", "method.drw_start=2",

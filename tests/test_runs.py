@@ -1,4 +1,4 @@
-"""Finding the newest run and its selected checkpoint (longtail.runs), on run folders made by hand."""
+"""Finding the newest run and its selected checkpoint (longtail.engine.runs), on run folders made by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import longtail
-from longtail.runs import data_root, latest_run, link_latest, selected_checkpoint
+from longtail.engine.runs import data_root, latest_run, link_latest, selected_checkpoint
 
 
 def make_run(log_dir: Path, name: str, date: str, checkpoint: str | None = None, stage: str = "train",

@@ -6,8 +6,8 @@ import pytest
 from conftest import CONF_DIR, compose_config
 from omegaconf import OmegaConf
 
-from longtail.schedule_scale import EPOCH_COUNTS, EPOCH_PERIODS, scaled
-from longtail.stages import stage_configs
+from longtail.engine.schedule_scale import epoch_keys, scaled
+from longtail.engine.stages import stage_configs
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 FAST = {"ldam_drw_cifar10", "crt_cifar10", "drolt_cifar10", "ride_distill_cifar100", "diffnet_cifar10",
@@ -39,13 +39,14 @@ def test_every_epoch_valued_key_of_every_stage_is_scaled_and_nothing_else(experi
     for name in full:
         before, after = flat(full[name]), flat(short[name])
         changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-        assert changed <= {*EPOCH_COUNTS, *EPOCH_PERIODS, "schedule.scale"}, (name, changed)
-        for key in (*EPOCH_COUNTS, *EPOCH_PERIODS):
+        counts, periods = epoch_keys(OmegaConf.create(full[name]))
+        assert changed <= {*counts, *periods, "schedule.scale"}, (name, changed)
+        for key in (*counts, *periods):
             value = before.get(key)
             if value is None:
                 continue
             expected = [scaled(n, scale) for n in value] if isinstance(value, list) else scaled(value, scale)
-            if key in EPOCH_PERIODS:
+            if key in periods:
                 expected = max(expected, 1)
             assert after[key] == expected, (name, key, value, after[key])
 

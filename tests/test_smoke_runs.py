@@ -11,7 +11,7 @@ import pytest
 from conftest import compose_config, real_cifar10, run
 from lightning.pytorch.callbacks import Callback
 
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 EXPERIMENTS = ["drolt_cifar10", "ride_cifar10", "diffnet_cifar10", "ipdpp_cifar10"]
 

@@ -9,8 +9,8 @@ from conftest import compose_config
 from hydra.utils import instantiate
 
 from longtail.data.samplers import ClassBalancedSampler, InstanceSampler
+from longtail.engine.stages import stage_configs
 from longtail.losses import DeferredReweighting, frequency_weights, inverse_frequency_weights
-from longtail.stages import stage_configs
 
 
 def test_the_ldam_resample_noop_trains_like_plain_shuffling():
@@ -39,11 +39,11 @@ def test_the_focal_ldam_recipe_uses_gamma_one():
 
 
 def test_drolt_feature_schedule_and_robust_weights_are_reachable():
-    base = ["+stage@stages.robust=drolt_robust"]
+    base = ["+stage@stages.robust=robust"]
     robust = dict(stage_configs(compose_config(base)))["robust"]
     assert robust.method.scheduler is None and robust.method.robust_weights is False
     cosine = dict(stage_configs(compose_config([*base, "drolt.feat_schedule=cosine",
                                                 "stages.robust.method.robust_weights=true"])))["robust"]
-    assert cosine.method.scheduler._target_ == "longtail.schedules.warmup_cosine"
+    assert cosine.method.scheduler._target_ == "longtail.engine.schedules.warmup_cosine"
     model = instantiate(cosine.method, class_counts=[100, 10, 1, 1, 1, 1, 1, 1, 1, 1])
     assert torch.allclose(model.robust_loss.class_weights, frequency_weights([100, 10, 1, 1, 1, 1, 1, 1, 1, 1]))

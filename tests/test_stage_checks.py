@@ -1,6 +1,6 @@
 """Every stage checked before the first one trains, per-stage overrides in a sweep over experiments, and a
 config group given a flag: each mistake ends in one message naming the key to change, before Hydra makes a
-run folder (:mod:`longtail.validation`, :func:`longtail.overrides.check_overrides`)."""
+run folder (:mod:`longtail.config.validation`, :func:`longtail.config.overrides.check_overrides`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from conftest import CONF_DIR, compose_config
 from omegaconf import OmegaConf
 
-from longtail.overrides import check_overrides, skipped_stage_overrides
-from longtail.validation import stage_problem
+from longtail.config.overrides import check_overrides, skipped_stage_overrides
+from longtail.config.validation import stage_problem
 
 SWEEP = ["-m", "experiment=drolt_cifar10,ride_cifar10", "stages.router.method.router.top_k=4", "debug=smoke"]
 
@@ -44,6 +44,14 @@ def test_settings_that_must_agree_are_refused_when_the_config_is_composed(args, 
     message = check_overrides(["experiment=ipdpp_cifar10", *args])
     assert message is not None and message.startswith(key) and reason in message, message
     assert "stage 'ipdpp' of ipdpp_cifar10" in message, message
+
+
+def test_difficulty_nets_split_without_its_held_out_validation_is_refused_when_composed():
+    """protocol=diffnet validates on its own held-out set: val=none is refused, naming the key (it used to be
+    overridden silently)."""
+    message = check_overrides(["experiment=diffnet_cifar10", "datamodule.val=none"])
+    assert message is not None and message.startswith("datamodule.val=none: "), message
+    assert "protocol=diffnet validates on its own held-out set, so datamodule.val must be heldout or source" in message
 
 
 def test_a_stage_starting_from_one_that_does_not_run_before_it_is_refused():

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from longtail.overrides import check_overrides
+from longtail.config.overrides import check_overrides
 
 
 @pytest.mark.parametrize("plus", ["", "+", "++"])
-def test_a_stage_config_name_used_as_a_stage_is_refused_with_the_right_spelling(plus):
+def test_an_old_stage_option_used_as_a_stage_is_refused_with_the_right_spelling(plus):
+    """Stage options were named for their method (drolt_robust); now each is its stage's name (robust)."""
     message = check_overrides(["experiment=drolt_cifar10", f"{plus}stages.drolt_robust.trainer.max_epochs=1"])
     assert message is not None
     assert "no stage 'drolt_robust'" in message and "train, robust, classifier" in message, message
@@ -18,7 +19,7 @@ def test_a_stage_config_name_used_as_a_stage_is_refused_with_the_right_spelling(
     assert "+stage@stages.<name>=<option>" in message and "To append to your config" not in message, message
 
 
-def test_the_classifier_stage_config_maps_to_its_stage_too():
+def test_the_old_classifier_option_maps_to_its_stage_too():
     message = check_overrides(["experiment=drolt_cifar100", "stages.drolt_classifier.method.optimizer.lr=0.1"])
     assert "use stages.classifier.method.optimizer.lr=0.1." in message, message
 
@@ -38,7 +39,7 @@ def test_a_stage_is_not_added_by_setting_its_keys(line):
 
 
 def test_in_a_one_stage_run_the_stage_is_set_under_stage():
-    message = check_overrides(["stage=drolt_robust", "init_from=x.ckpt", "stages.drolt_robust.trainer.max_epochs=1"])
+    message = check_overrides(["stage=robust", "init_from=x.ckpt", "stages.robust.trainer.max_epochs=1"])
     assert "use stage.trainer.max_epochs=1." in message, message
 
 

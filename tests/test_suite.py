@@ -12,7 +12,7 @@ from conftest import CONF_DIR, compose_config, real_cifar10
 from hydra import compose, initialize_config_dir
 
 from longtail import report
-from longtail.stages import stage_configs
+from longtail.engine.stages import stage_configs
 
 SUITES = sorted(p.stem for p in (CONF_DIR / "suite").glob("*.yaml"))
 LABELS = ["CE", "cRT", "LWS", "tau-norm", "Focal", "CB-Focal", "LDAM-DRW", "Balanced Softmax", "Logit adjustment",
@@ -81,8 +81,8 @@ def test_the_suite_runs_every_method_over_seeds_reports_one_table_and_restarts_w
     assert len(jobs) == 20 and (sweep / "multirun.yaml").is_file()
     for job in jobs:
         results = json.loads((job / "results.json").read_text())
-        assert (results["shared_protocol"], results["protocol"], results["selection"]) == (
-            "cifar10_lt", "heldout", "best val/acc"), job
+        assert (results["shared_protocol"], results["protocol"], results["val"], results["selection"]) == (
+            "cifar10_lt", "ldam", "heldout", "best val/acc"), job
 
     # decoupling: CE, cRT, LWS and tau-norm from one CE stage; a row's cost is the stages that made its model
     decouple = sweep / "decouple_cifar10" / "seed0"

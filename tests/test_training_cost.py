@@ -10,8 +10,8 @@ import torch
 from conftest import run
 
 import longtail
-from longtail.callbacks import TrainingCost
-from longtail.flops import gflops
+from longtail.engine.callbacks import TrainingCost
+from longtail.reporting.flops import gflops
 
 
 def test_every_view_and_every_side_image_of_a_step_counts_on_every_process():

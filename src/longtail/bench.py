@@ -57,9 +57,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from longtail.methods.diffnet import DifficultyNetMetaLearning
-from longtail.overrides import CONF_DIR
-from longtail.stages import stage_configs
+from longtail.config.overrides import CONF_DIR
+from longtail.engine.stages import stage_configs
+from longtail.methods import BenchRow, declared
+from longtail.methods.diffnet import DIFFNET_BENCH_DATA, DifficultyNetMetaLearning
 
 # where CIFAR-10 is looked for without --root: $LONGTAIL_CIFAR10, then the project's ../shared/data beside the current
 # folder (a checkout run from its root) and beside the source tree (an editable install); an installed wheel
@@ -72,32 +73,16 @@ def default_cifar10() -> Path | None:
                   Path(__file__).resolve().parents[3] / SHARED_CIFAR10]
     return next((Path(c) for c in candidates if c and Path(c).exists()), None)
 EXPERIMENTS = {"cifar10": "ce_cifar10", "cifar100": "ce_cifar100"}
-# the config overrides that turn the ERM/CE run into each method's training step
-METHODS: dict[str, list[str]] = {
-    "erm": [],
-    "ldam_drw": ["loss=ldam", "model=resnet32_cosine", "method.drw_start=0"],
-    "balanced_softmax": ["loss=balanced_softmax"],
-    "crt": ["stage=crt"],
-    "lws": ["stage=lws"],
-    "ride": ["model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"],
-    "drolt": ["stage=drolt_robust"],
-    "diffnet": ["method=diffnet"],
-    "diffnet_last_stage": ["method=diffnet", "method.virtual_params=last_stage"],
-    "diffnet_reference_style": ["method=diffnet", "method._target_=longtail.bench.ReferenceStyleDifficultyNet"],
-    "diffnet_las": ["stage=diffnet_las"],
-    "bns": ["stage=bns"],
-    # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
-    "ipdpp": ["stage=ipdpp", "ipdpp.dpp_sampler=reference_uniform"],
+# each method's rows (the overrides that turn the ERM/CE run into its training step, and the data they need, on
+# which its ERM reference row runs too) are declared by the method (BenchRow in longtail.methods); the bench adds
+# its own reference-style Difficulty-Net step, timed with the library's as its anchor
+BENCH_ROWS: dict[str, BenchRow] = {
+    **dict(declared("bench_rows")),
+    "diffnet_reference_style": BenchRow(("method=diffnet", "method._target_=longtail.bench.ReferenceStyleDifficultyNet"),
+                                        DIFFNET_BENCH_DATA),
 }
-# data overrides a method needs; its ERM reference row runs on the same data
-METHOD_DATA: dict[str, list[str]] = {
-    "diffnet": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
-    "diffnet_last_stage": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
-    "diffnet_reference_style": ["datamodule.protocol=diffnet", "datamodule.meta_batch_size=100"],
-    "diffnet_las": ["datamodule.protocol=diffnet"],
-    "bns": ["model=resnet18_cifar"],
-    "ipdpp": ["model=resnet18_cifar"],
-}
+METHODS: dict[str, list[str]] = {name: list(row.overrides) for name, row in BENCH_ROWS.items()}
+METHOD_DATA: dict[str, list[str]] = {name: list(row.data) for name, row in BENCH_ROWS.items() if row.data}
 # rows timed with a method's, in the same rounds, as its anchor
 ANCHORS: dict[str, str] = {"diffnet": "diffnet_reference_style"}
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from longtail.overrides import job_identity, override_key
-from longtail.runs import find_runs
-from longtail.sweeps import FAILED
-from longtail.table import COLUMNS
+from longtail.config.overrides import job_identity, override_key
+from longtail.engine.runs import find_runs
+from longtail.engine.sweeps import FAILED
+from longtail.reporting.table import COLUMNS
 
 OPTIMISTIC_KEY = "test_diag/acc_max"
 PUBLISHED = "published top-1"
@@ -383,7 +383,7 @@ def main(argv=None) -> list[dict]:
     if args.plot_cost:
         plot_cost(rows, args.plot_cost)
     if args.wandb:
-        from longtail.loggers import publish_report
+        from longtail.reporting.loggers import publish_report
 
         header, data = table_rows(rows, args.metric_keys)
         images = [Path(p) for p in (args.plot, args.plot_cost) if p]

@@ -1,6 +1,6 @@
 """Entry point: ``python -m longtail.run [overrides]``.
 
-Checks the overrides (:mod:`longtail.overrides`), composes the Hydra config in ``conf/``, runs every stage of
+Checks the overrides (:mod:`longtail.config.overrides`), composes the Hydra config in ``conf/``, runs every stage of
 the experiment in order (each initialised from the previous stage's checkpoint), writes ``<stage>/results.json``
 and a top-level ``results.json`` (the last stage's), prints the test table, the run folder and the selected
 checkpoint, and points ``<log_dir>/latest`` at the run. ``stage=<name> init_from=<ckpt>`` runs one stage alone
@@ -10,7 +10,7 @@ What the console shows (those lines, warnings, errors) is also written to the ru
 A mistake of the user's (a missing data set, a bad value, a wrong checkpoint) ends the run with one message
 and exit status 2, and a run that failed before writing a checkpoint leaves no folder behind; the traceback
 is shown only with ``HYDRA_FULL_ERROR=1``. In a multirun a failing job is recorded and the sweep goes on, and a
-job that finished before is skipped (:mod:`longtail.sweeps`).
+job that finished before is skipped (:mod:`longtail.engine.sweeps`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from longtail.overrides import check_overrides, job_identity
-from longtail.results import write_results
-from longtail.sweeps import RESULTS, clear_failure, record_failure
-from longtail.table import format_table
+from longtail.config.overrides import check_overrides, job_identity
+from longtail.engine.sweeps import RESULTS, clear_failure, record_failure
+from longtail.reporting.results import write_results
+from longtail.reporting.table import format_table
 
 log = logging.getLogger("longtail")
 # the console's lines, copied to run.log by the handler conf/config.yaml's hydra.job_logging gives it (no console
@@ -56,8 +56,8 @@ def main() -> None:
 def run(cfg: DictConfig) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
 
-    from longtail.runs import link_latest, resolve_init_from
-    from longtail.stages import run_experiment
+    from longtail.engine.runs import link_latest, resolve_init_from
+    from longtail.engine.stages import run_experiment
 
     quiet_third_party()
     copy_warnings_to_log()
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> float | None:
 
 def quiet_third_party() -> None:
     """One table on the console: Lightning's info lines (accelerator, tips, checkpoint restores, its own test
-    table is switched off in :mod:`longtail.stages`) and third-party deprecation notices stay out; warnings
+    table is switched off in :mod:`longtail.engine.stages`) and third-party deprecation notices stay out; warnings
     about the run itself are kept."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -149,12 +149,12 @@ def log_traceback(error: Exception) -> None:
 
 def init_from_problem(args: list[str]) -> str | None:
     """Why an ``init_from=`` of the command line (each value of a sweep) names no checkpoint
-    (:func:`longtail.runs.resolve_init_from`), or ``None``. A value with an interpolation is checked in :func:`run`,
+    (:func:`longtail.engine.runs.resolve_init_from`), or ``None``. A value with an interpolation is checked in :func:`run`,
     once Hydra has resolved it; ``--help``, ``--cfg`` and the like are Hydra's business, as in ``check_overrides``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from longtail.runs import resolve_init_from
+    from longtail.engine.runs import resolve_init_from
 
     if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
         return None

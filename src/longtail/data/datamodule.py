@@ -25,12 +25,11 @@ from torchvision.transforms import v2
 
 from longtail.data.augment import BatchAugment, BatchEval
 from longtail.data.decode import FileImageDataset
-from longtail.data.imbalance import heldout_split, lt_counts, lt_prefix, lt_subsample, per_class_sample
-from longtail.data.samplers import InstanceSampler, ShardedEvalSampler
+from longtail.data.samplers import CappedSubsetSampler, InstanceSampler, ShardedEvalSampler
+from longtail.data.split_strategies import SPLIT_STRATEGIES, protocol_val_problem
 from longtail.data.splits import ArraySplit, FileSplit
 
 VAL_MODES = ("none", "heldout", "source")
-PROTOCOLS = ("ldam", "diffnet")
 
 
 class TensorBatches(Dataset):
@@ -54,7 +53,7 @@ def _whole_batch(batch):
     return batch
 
 
-NO_META_SET = ("this data module has no meta set: set datamodule.protocol=diffnet (Difficulty-Net's own split) or "
+NO_META_SET = ("this data module has no meta set: set datamodule.protocol=diffnet datamodule.val=heldout (Difficulty-Net's own split) or "
                "datamodule.val=heldout (the held-out validation set is then the meta set too)")
 
 
@@ -114,11 +113,9 @@ class LongTailDataModule(L.LightningDataModule):
         color_jitter: brightness/contrast/saturation jitter of file-based training images (``None``: off).
         train_reflect_pad: pixels of reflect padding before the random-resized crop of file-based training images
             (Difficulty-Net's ImageNet-LT / Places-LT pipeline pads 4, docs/methods/diffnet.md §5; 0: none).
-        protocol: ``ldam`` (docs/methods/README.md §2: seeded per-class shuffle) or ``diffnet`` (docs/methods/diffnet.md §1): on in-memory
-            data in file order the last ``val_per_class`` (25) train images of every class are the held-out set
-            (validation, meta set and accuracy set at once) and class c keeps the *first* n_c images of the
-            rest, no shuffle; on list data sets the meta set is ``meta_per_class`` images per class drawn with
-            ``subset_seed`` from the official val list, which stays the validation split.
+        protocol: the split strategy (:mod:`longtail.data.split_strategies`): ``ldam`` (docs/methods/README.md §2:
+            seeded per-class subsample) or ``diffnet`` (docs/methods/diffnet.md §1: Difficulty-Net's held-out split,
+            which needs ``val=heldout`` on in-memory data and ``val=source`` on list data sets).
         meta_per_class: meta-set images per class drawn from a val list (``protocol=diffnet``).
         meta_batch_size: batch size of the meta batches (``None``: ``batch_size``).
         drop_last: drop the last incomplete training batch (BNS pretraining's large contrastive batches).
@@ -155,10 +152,12 @@ class LongTailDataModule(L.LightningDataModule):
         drop_last: bool = False,
     ):
         super().__init__()
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"datamodule.protocol must be one of {PROTOCOLS}, got '{protocol}'")
+        if protocol not in SPLIT_STRATEGIES:
+            raise ValueError(f"datamodule.protocol must be one of {tuple(SPLIT_STRATEGIES)}, got '{protocol}'")
         if val not in VAL_MODES:
             raise ValueError(f"datamodule.val must be one of {VAL_MODES}, got '{val}'")
+        if val not in SPLIT_STRATEGIES[protocol].validation_modes():
+            raise ValueError(protocol_val_problem(protocol, val))
         if imbalance_factor is not None and imbalance_factor < 1:
             raise ValueError(
                 f"datamodule.imbalance_factor must be >= 1 (n_max / n_min, e.g. 100), got {imbalance_factor}"
@@ -175,7 +174,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.image_size, self.resize, self.seed = image_size, resize, seed
         self.color_jitter, self.train_reflect_pad = color_jitter, train_reflect_pad
-        self.split_protocol, self.meta_per_class = protocol, meta_per_class
+        self.split_strategy, self.meta_per_class = SPLIT_STRATEGIES[protocol], meta_per_class
         self.meta_batch_size = meta_batch_size or batch_size
         self.drop_last = drop_last
         self.train_split = self.val_split = self.test_split = self.meta_split = None
@@ -183,9 +182,8 @@ class LongTailDataModule(L.LightningDataModule):
 
     @property
     def protocol(self) -> str:
-        if self.split_protocol == "diffnet":
-            return "diffnet"
-        return "heldout" if self.val_mode == "heldout" else "standard"
+        """The split strategy's name, as configured (``datamodule.protocol``)."""
+        return self.split_strategy.name
 
     @property
     def has_val(self) -> bool:
@@ -201,10 +199,8 @@ class LongTailDataModule(L.LightningDataModule):
                 f"{self.num_classes}: pick the matching datamodule (e.g. cifar100_lt) or set datamodule.num_classes"
             )
         train = self.source.load("train")
-        if self.split_protocol == "diffnet":
-            self.train_split = self._diffnet_splits(train)
-        else:
-            self.train_split = self._ldam_splits(train)
+        splits = self.split_strategy.split(self, train)
+        self.train_split, self.val_split, self.meta_split = splits.train, splits.val, splits.meta
         self.test_split = _interleaved(self.source.load("test"))
         if self.val_split is not None:
             self.val_split = _interleaved(self.val_split)
@@ -213,52 +209,6 @@ class LongTailDataModule(L.LightningDataModule):
                 f"the images have {train.images.shape[1]} channels but datamodule.channels is {self.channels}"
             )
         self._check_disjoint()
-
-    def _long_tailed(self, pool, subsample):
-        if self.imbalance_factor is None:
-            return pool
-        counts = lt_counts(min(pool.class_counts(self.num_classes)), self.num_classes, self.imbalance_factor,
-                           self.imbalance_profile)
-        return pool.subset(subsample(pool.labels, counts))
-
-    def _seeded_subsample(self, labels, counts):
-        return lt_subsample(labels, counts, seed=self.subset_seed)
-
-    def _ldam_splits(self, train):
-        if self.val_mode == "heldout":  # the held-out set is also the meta / accuracy set a method may ask for
-            keep, held = heldout_split(train.labels, self.val_per_class)
-            self.val_split = self.meta_split = train.subset(held)
-            train = train.subset(keep)
-        elif self.val_mode == "source":
-            self.val_split = self.source.load("val")
-        return self._long_tailed(train, self._seeded_subsample)
-
-    def _diffnet_splits(self, train):
-        """docs/methods/diffnet.md §1: the held-out/meta/accuracy set, and the un-shuffled long-tailed prefix of the rest."""
-        if isinstance(train, ArraySplit):
-            counts = train.class_counts(self.num_classes)
-            if min(counts) < self.val_per_class + 1:
-                raise ValueError(
-                    f"protocol=diffnet holds out the last {self.val_per_class} training images of every class and "
-                    f"trains on the rest, but class {counts.index(min(counts))} has only {min(counts)} images: it "
-                    f"needs at least {self.val_per_class} + 1 (lower datamodule.val_per_class, or use protocol=ldam)"
-                )
-            self.val_mode = "heldout"
-            keep, held = heldout_split(train.labels, self.val_per_class, self.num_classes)
-            self.val_split = self.meta_split = train.subset(held)
-            return self._long_tailed(train.subset(keep), lt_prefix)
-        if getattr(self.source, "list_names", {}).get("val") is None:
-            raise ValueError(
-                f"protocol=diffnet needs the training images in their file order (in-memory CIFAR-style data, to "
-                f"hold out the last {self.val_per_class} of every class) or an official val list to draw the meta "
-                f"set from (ImageNet-LT, Places-LT); {getattr(self.source, 'name', type(self.source).__name__)} has "
-                f"neither: use protocol=ldam"
-            )
-        self.val_mode = "source"
-        self.val_split = self.source.load("val")
-        self.meta_split = self.val_split.subset(per_class_sample(self.val_split.labels, self.meta_per_class,
-                                                                 seed=self.subset_seed))
-        return self._long_tailed(train, self._seeded_subsample)
 
     def _check_disjoint(self) -> None:
         if self.val_split is None:
@@ -320,6 +270,32 @@ class LongTailDataModule(L.LightningDataModule):
     def train_eval_dataloader(self) -> DataLoader:
         """The training split in file order without augmentation (features for centroids, NCM)."""
         return self._loader(self.train_split, train=False)
+
+    def extra_train_dataloader(self, epoch: int) -> DataLoader:
+        """The training stream once more (sampler, loader augmentation) for a pass outside the epoch being trained,
+        ordered from ``epoch`` offset by a large prime so that it does not repeat the training order."""
+        loader = self.train_dataloader()
+        loader.sampler.set_epoch(epoch + 1_000_003)
+        return loader
+
+    def train_labels(self) -> torch.Tensor:
+        """The training labels in file order."""
+        self.setup()
+        return self.train_split.labels
+
+    def set_train_subset(self, indices: torch.Tensor, per_class_cap: int) -> None:
+        """Serve only ``indices`` of the training split from the coming epoch on: the running training loader's
+        sampler must be a :class:`CappedSubsetSampler` with ``cap == per_class_cap`` (``sampler=capped_subset``).
+        Called at an epoch's start, it takes effect in that epoch (:class:`EpochStartLoader`)."""
+        loader = self.trainer.train_dataloader if self.trainer is not None else None
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, CappedSubsetSampler) or sampler.cap != per_class_cap:
+            raise ValueError(
+                f"training on a subset of min(n_c, {per_class_cap}) images per class needs sampler=capped_subset "
+                f"with sampler.cap={per_class_cap} (got {type(sampler).__name__}"
+                f"{f' with cap {sampler.cap}' if isinstance(sampler, CappedSubsetSampler) else ''})"
+            )
+        sampler.set_subset(indices)
 
     def meta_dataloader(self, epoch: int = 0, augment: bool = True) -> DataLoader:
         """Shuffled batches of the meta set (``protocol=diffnet``, or the held-out set of ``val=heldout``),

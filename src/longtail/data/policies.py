@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from longtail.compat import apply_autoaugment_op, autoaugment_policy, autoaugment_space
+from longtail.common.compat import apply_autoaugment_op, autoaugment_policy, autoaugment_space
 
 AUTOAUGMENT_POLICIES = {
     "cifar10": v2.AutoAugmentPolicy.CIFAR10,

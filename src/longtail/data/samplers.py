@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from longtail.distributed import is_distributed
+from longtail.common.distributed import is_distributed
 
 Labels = Sequence[int] | np.ndarray | torch.Tensor
 

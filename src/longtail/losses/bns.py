@@ -45,7 +45,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from longtail.distributed import is_distributed
+from longtail.common.distributed import is_distributed
 
 FORMS = ("paper", "reference")
 

@@ -14,9 +14,10 @@ import lightning as L
 import torch
 from torch import nn
 
-from longtail.checkpoint import CHECKPOINT_KEY
+from longtail.common.checkpoint import CHECKPOINT_KEY
+from longtail.data.contract import MethodData, method_data
 from longtail.losses import posthoc_adjust
-from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
+from longtail.reporting.metrics import ACCURACY_KEYS, LongTailMetrics
 
 
 class LongTailModule(L.LightningModule):
@@ -41,6 +42,14 @@ class LongTailModule(L.LightningModule):
 
     #: False for a method without a classifier (BNS pretraining): no validation or test, a probe evaluates it
     has_classifier: bool = True
+    #: what a method declares beyond the shared evaluation (longtail.methods: MethodPlot, BenchRow): the
+    #: figures of its results, the keys it adds to results.json, its rows in python -m longtail.bench
+    plots: tuple = ()
+    results_keys: tuple[str, ...] = ()
+    bench_rows: dict = {}
+    #: constructor arguments counted in epochs, which schedule.scale scales (periods stay >= 1)
+    epoch_counts: tuple[str, ...] = ()
+    epoch_periods: tuple[str, ...] = ()
     #: True for a stage that starts from a trained model (cRT, LWS, τ-norm, routers, IP-DPP): without
     #: ``init_from`` or a previous stage, the run stops with a message instead of training from scratch
     needs_init: bool = False
@@ -133,6 +142,17 @@ class LongTailModule(L.LightningModule):
         still no gradient)."""
         self.recalibrated = tuple(dict.fromkeys(self.recalibrated + names))
         self.train(self.training)
+
+    @classmethod
+    def config_conflict(cls, stage_cfg) -> tuple[str, str] | None:
+        """``(key, why)`` for a setting of the composed stage config that cannot go with this method (the key to
+        change, relative to the stage), or ``None``; refused when the config is composed, before any stage runs."""
+        return None
+
+    @property
+    def data(self) -> MethodData:
+        """The data module, as far as a method may ask it for data (docs/architecture.md §4)."""
+        return method_data(self.trainer.datamodule)
 
     def debug_batch_limit(self) -> float:
         """How many batches a pass over the training data may take outside an epoch: an integer

@@ -1,6 +1,7 @@
 """Decoupled classifier stages on a frozen backbone (Kang et al., arXiv 1910.09217).
 
-* cRT: the classifier is re-initialised and retrained (class-balanced sampling).
+* cRT: the classifier is re-initialised and retrained (class-balanced sampling); ``ClassifierFineTuning`` keeps
+  training the stage-1 classifier instead (DRO-LT), ``LinearProbe`` trains one on a pretrained encoder (BNS).
 * LWS: the stage-1 classifier is kept frozen and per-class scales are learned.
 * tau-norm: no training; w_c / ||w_c||^tau with the bias dropped, tau chosen on val.
 
@@ -16,7 +17,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
+from longtail.common.checkpoint import CHECKPOINT_KEY, load_prefix
+from longtail.methods import BenchRow
 from longtail.methods.base import LongTailModule
 from longtail.methods.erm import ERM
 from longtail.models.heads import LWSHead, TauNormHead
@@ -32,31 +34,52 @@ def load_wrapped_classifier(network: nn.Module, state_dict: dict[str, torch.Tens
 
 
 class ClassifierRetraining(ERM):
-    """cRT: keep the stage-1 backbone, train a freshly initialised classifier.
+    """cRT: keep the stage-1 backbone, frozen and in eval mode, and train a freshly initialised classifier."""
 
-    ``reinit_head=False`` keeps training the previous stage's classifier instead (DRO-LT's
-    balanced-classifier phase does this). The same stage is BNS's linear probe (docs/methods/ipdpp.md §2);
-    ``recalibrate_backbone`` leaves the frozen backbone in train mode, so its BatchNorm statistics
-    move, as the BNS reference probe does (Q8). The checkpoint then also keeps the backbone's buffers as
-    loaded (under ``PRETRAINED_BUFFERS``), so that a next stage can start from the pretrained statistics:
-    IP-DPP fine-tunes from the BNS encoder, not the probe's (docs/methods/ipdpp.md §3).
-    """
+    bench_rows = {"crt": BenchRow(("stage=crt",))}
 
     needs_init = True
 
-    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], reinit_head: bool = True,
-                 recalibrate_backbone: bool = False, **kwargs):
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], **kwargs):
         super().__init__(network, loss, **kwargs)
-        self.reinit_head = reinit_head
         self.freeze("network.backbone")
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        load_prefix(self.network.backbone, state_dict, "network.backbone.")
+
+
+class ClassifierFineTuning(ClassifierRetraining):
+    """Keep training the previous stage's classifier on its frozen backbone (DRO-LT's balanced-classifier phase,
+    docs/methods/drolt.md §3): the classifier starts from its stage-1 weights instead of afresh."""
+
+    bench_rows = {}
+
+    def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
+        super().init_from(state_dict)
+        load_prefix(self.network.head, state_dict, "network.head.")
+
+
+class LinearProbe(ClassifierRetraining):
+    """A new linear classifier on a frozen pretrained encoder, whose test numbers are the encoder's (BNS's linear
+    probe, docs/methods/ipdpp.md §2).
+
+    ``recalibrate_backbone`` leaves the frozen encoder in train mode, so its BatchNorm statistics move, as the BNS
+    reference probe does (Q8). The checkpoint then also keeps the encoder's buffers as loaded (under
+    ``PRETRAINED_BUFFERS``), so that a next stage can start from the pretrained statistics: IP-DPP fine-tunes from
+    the BNS encoder, not the probe's (docs/methods/ipdpp.md §3).
+    """
+
+    bench_rows = {}
+
+    def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], recalibrate_backbone: bool = False,
+                 **kwargs):
+        super().__init__(network, loss, **kwargs)
         self.pretrained_buffers: dict[str, torch.Tensor] | None = None
         if recalibrate_backbone:
             self.recalibrate("network.backbone")
 
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
-        load_prefix(self.network.backbone, state_dict, "network.backbone.")
-        if not self.reinit_head:
-            load_prefix(self.network.head, state_dict, "network.head.")
+        super().init_from(state_dict)
         if self.recalibrated:
             self.pretrained_buffers = {k: v.detach().cpu().clone() for k, v in self.network.backbone.named_buffers()}
 
@@ -75,6 +98,8 @@ class LearnableWeightScaling(ERM):
             on this stage's batches without any gradient (MiSLAS; Difficulty-Net's ImageNet-LT stage 2
             re-estimates ``network.backbone``, Places-LT only ``network.backbone.extra``).
     """
+
+    bench_rows = {"lws": BenchRow(("stage=lws",))}
 
     needs_init = True
 

@@ -29,15 +29,18 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from longtail.compat import ddp_ignore
-from longtail.distributed import rank_mean
+from longtail.common.compat import ddp_ignore
+from longtail.common.distributed import rank_mean
 from longtail.losses import difficulty_class_weights, driver_loss
+from longtail.methods import BenchRow, MethodPlot
 from longtail.methods.base import LongTailModule
 
 META_STEPS = ("functional", "pseudo_optimizer")
 VIRTUAL_PARAMS = ("all", "last_stage")
 ACCURACY_TIMINGS = ("after_epoch", "before_epoch")
 
+
+DIFFNET_BENCH_DATA = ("datamodule.protocol=diffnet", "datamodule.val=heldout", "datamodule.meta_batch_size=100")
 
 @dataclass
 class MetaStep:
@@ -83,6 +86,16 @@ class DifficultyNetMetaLearning(LongTailModule):
             other parameters use the optimizer's ``lr``.
         **kwargs: see :class:`LongTailModule`.
     """
+
+    results_keys = ("diffnet/accuracy_vector", "diffnet/class_weights")
+    plots = (MethodPlot("class_difficulty.png", (*results_keys, "train_class_counts"),
+                        "longtail.reporting.plots.class_difficulty"),)
+    # Difficulty-Net's own split (docs/methods/diffnet.md §1); its stage 2, LAS, is timed with it
+    bench_rows = {
+        "diffnet": BenchRow(("method=diffnet",), DIFFNET_BENCH_DATA),
+        "diffnet_last_stage": BenchRow(("method=diffnet", "method.virtual_params=last_stage"), DIFFNET_BENCH_DATA),
+        "diffnet_las": BenchRow(("stage=las",), DIFFNET_BENCH_DATA[:2]),
+    }
 
     def __init__(
         self,
@@ -171,11 +184,10 @@ class DifficultyNetMetaLearning(LongTailModule):
 
     def measure_accuracy_vector(self) -> None:
         """a_c = accuracy on class c of the held-out (meta) set, model in eval mode (every image once)."""
-        datamodule = self.trainer.datamodule
         num_classes = len(self.class_counts)
         correct = torch.zeros(num_classes, device=self.device)
         total = torch.zeros(num_classes, device=self.device)
-        for images, target in self.eval_pass(datamodule.meta_eval_dataloader(), datamodule.batch_transforms()[1]):
+        for images, target in self.eval_pass(self.data.meta_eval_dataloader(), self.data.batch_transforms()[1]):
             hits = (self(images).argmax(dim=1) == target).float()
             correct.index_add_(0, target, hits)
             total.index_add_(0, target, torch.ones_like(hits))
@@ -193,18 +205,17 @@ class DifficultyNetMetaLearning(LongTailModule):
         """The next meta batch, under the evaluation transform (or the training one with ``meta_augment``); the
         meta loader restarts each epoch from a seed derived from the epoch, so a run resumed at an epoch boundary
         sees the same meta batches."""
-        datamodule = self.trainer.datamodule
         while True:
             if self._meta_batches is None:
                 epoch = self.current_epoch * 10_000 + self._meta_round
-                self._meta_batches, self._meta_round = iter(datamodule.meta_dataloader(epoch, self.meta_augment)), self._meta_round + 1
+                self._meta_batches, self._meta_round = iter(self.data.meta_dataloader(epoch, self.meta_augment)), self._meta_round + 1
             try:
                 images, target = next(self._meta_batches)
                 break
             except StopIteration:
                 self._meta_batches = None
         self.side_images_in_step = len(images)
-        transform = datamodule.batch_transforms()[0 if self.meta_augment else 1].to(self.device)
+        transform = self.data.batch_transforms()[0 if self.meta_augment else 1].to(self.device)
         return self.to_memory_format(transform(images.to(self.device, non_blocking=True))), target.to(self.device)
 
     # ------------------------------------------------------------------ the step

@@ -9,7 +9,7 @@ while the classifier stays frozen. The class centroids μ are refreshed at the s
 epoch from one eval-mode, no-grad pass over the (class-aware, augmented) training loader, or
 from un-augmented features (``centroids="clean"``), or kept as a running mean of batch class
 means (``centroids="running"``). Stage 3 is the library's classifier re-training on the frozen
-backbone (:class:`~longtail.methods.decouple.ClassifierRetraining`).
+backbone (:class:`~longtail.methods.decouple.ClassifierFineTuning`).
 
 The nearest-class-mean evaluation (``val/ncm_acc``, ``test/ncm_acc`` with its shot groups) always uses
 centroids of *un-augmented* training features (docs/methods/drolt.md §2), whatever the training centroids are;
@@ -25,11 +25,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from longtail.checkpoint import load_prefix
-from longtail.distributed import is_distributed
+from longtail.common.checkpoint import load_prefix
+from longtail.common.distributed import is_distributed
 from longtail.losses import class_centroids, frequency_weights
+from longtail.methods import BenchRow, MethodPlot
 from longtail.methods.base import LongTailModule
-from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
+from longtail.reporting.metrics import ACCURACY_KEYS, LongTailMetrics
 
 EPSILON_PARAMETRISATIONS = ("raw", "softplus", "clamp0")
 CENTROID_MODES = ("augmented", "clean", "running")
@@ -51,6 +52,11 @@ class DROLT(LongTailModule):
         robust_weights: the weighted robust loss Σ_K w_c L_c / Σ_C w_c with the frequency weights w_c = n_c / n_max
             of the CE term (docs/methods/drolt.md §2, off in the published command).
     """
+
+    results_keys = ("test/ncm_acc", "test/ncm_acc_many", "test/ncm_acc_medium", "test/ncm_acc_few", "drolt/epsilons")
+    plots = (MethodPlot("epsilons.png", ("drolt/epsilons", "train_class_counts"),
+                        "longtail.reporting.plots.class_epsilons"),)
+    bench_rows = {"drolt": BenchRow(("stage=robust",))}
 
     needs_init = True
 
@@ -125,13 +131,11 @@ class DROLT(LongTailModule):
         self.centroid_refreshes += 1
 
     def _centroids_of_training_data(self, augmented: bool) -> torch.Tensor:
-        datamodule = self.trainer.datamodule
-        train_transform, eval_transform = datamodule.batch_transforms()
+        train_transform, eval_transform = self.data.batch_transforms()
         if augmented:
-            loader, transform = datamodule.train_dataloader(), train_transform
-            loader.sampler.set_epoch(self.current_epoch + 1_000_003)
+            loader, transform = self.data.extra_train_dataloader(self.current_epoch), train_transform
         else:
-            loader, transform = datamodule.train_eval_dataloader(), eval_transform
+            loader, transform = self.data.train_eval_dataloader(), eval_transform
         max_batches = (getattr(self.trainer, "num_training_batches", float("inf")) if self.trainer.training
                        else self.debug_batch_limit())
         features, labels = [], []

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch import nn
 
 from longtail.losses import DeferredReweighting, check_head_scale
+from longtail.methods import BenchRow
 from longtail.methods.base import LongTailModule
 
 
@@ -29,6 +30,13 @@ class ERM(LongTailModule):
         drw_weights: ``cb`` (effective-number weights, LDAM-DRW) or ``inverse`` (1/n, BagofTricks-LT's CE-DRW).
         **kwargs: see :class:`LongTailModule`.
     """
+
+    epoch_counts = ("drw_start",)
+    bench_rows = {
+        "erm": BenchRow(()),
+        "ldam_drw": BenchRow(("loss=ldam", "model=resnet32_cosine", "method.drw_start=0")),
+        "balanced_softmax": BenchRow(("loss=balanced_softmax",)),
+    }
 
     def __init__(
         self,

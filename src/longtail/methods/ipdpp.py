@@ -2,7 +2,7 @@
 
 * :class:`BNSPretraining` — stage 1: encoder + projector trained with the balanced-negative-sampling loss
   on two augmented views per image. It has no classifier; the linear probe (a cRT stage on the frozen
-  encoder, :class:`~longtail.methods.decouple.ClassifierRetraining`) is its evaluation.
+  encoder, :class:`~longtail.methods.decouple.LinearProbe`) is its evaluation.
 * :class:`IPDPPFineTuning` — stage 2: the whole network (or only a new head) fine-tuned with CE on a per-class
   undersample of at most k images chosen by a k-DPP whose kernel (Eq. 16) is built from each image's
   correct-class probability, re-drawn every ``redraw_every`` epochs (§3). The first draw uses the probe model.
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from longtail.checkpoint import CHECKPOINT_KEY, load_prefix
+from longtail.common.checkpoint import CHECKPOINT_KEY, load_prefix
 from longtail.data.dpp import KERNEL_SCALES, SAMPLERS, select_subset, subset_class_counts
-from longtail.data.samplers import CappedSubsetSampler
+from longtail.methods import BenchRow
 from longtail.methods.base import LongTailModule
 from longtail.methods.decouple import PRETRAINED_BUFFERS
 from longtail.methods.erm import ERM
@@ -42,6 +42,8 @@ class BNSPretraining(LongTailModule):
         loss: ``partial`` of :class:`~longtail.losses.BNSLoss`.
         projector: ``partial`` of :class:`~longtail.models.Projector`, completed with the encoder's feature size.
     """
+
+    bench_rows = {"bns": BenchRow(("stage=bns",), ("model=resnet18_cifar",))}
 
     has_classifier = False
 
@@ -86,6 +88,11 @@ class IPDPPFineTuning(ERM):
         finetune_scope: ``all`` (the whole network, as released) or ``head`` (frozen encoder in eval mode).
         seed: the training seed; draw r of class c uses the generator seeded with (seed, r, c).
     """
+
+    results_keys = ("ipdpp/draws", "ipdpp/subset_class_counts")
+    epoch_periods = ("redraw_every",)
+    # the step alone: the uniform draw skips the probability pass at the epoch start (timed in dpp_select_s)
+    bench_rows = {"ipdpp": BenchRow(("stage=ipdpp", "ipdpp.dpp_sampler=reference_uniform"), ("model=resnet18_cifar",))}
 
     needs_init = True
 
@@ -151,6 +158,18 @@ class IPDPPFineTuning(ERM):
         if self.first_probs == "probe":
             load_prefix(self.probe_head, state_dict, "network.head.")
 
+    @classmethod
+    def config_conflict(cls, stage_cfg) -> tuple[str, str] | None:
+        """IP-DPP trains on a capped subset whose cap is its k (docs/methods/ipdpp.md §3)."""
+        method, sampler = stage_cfg.method, stage_cfg.get("sampler")
+        target = str(sampler.get("_target_", "")) if hasattr(sampler, "get") else ""
+        if not target.endswith(".CappedSubsetSampler"):
+            return "sampler", f"IP-DPP trains on min(n_c, k) images per class: it needs sampler=capped_subset (got {target or sampler})"
+        if int(sampler.cap) != int(method.k):
+            return "sampler.cap", (f"IP-DPP keeps k={method.k} images per class (ipdpp.k), so its capped subset must "
+                                   f"hold as many: set both to the same value")
+        return None
+
     def on_train_epoch_start(self) -> None:
         """Draw (initial, or re-draw on schedule) and hand the subset to the sampler; the training loader starts
         at the epoch's first batch (``EpochStartLoader``), so this epoch serves it with any number of workers."""
@@ -160,16 +179,7 @@ class IPDPPFineTuning(ERM):
             self.draw(epoch, head=self.probe_head if self.first_probs == "probe" else self.network.head)
         if epoch in redraw_epochs(self.trainer.max_epochs, self.redraw_every):
             self.draw(epoch, head=self.network.head)
-        self._subset_sampler().set_subset(self.subset)
-
-    def _subset_sampler(self) -> CappedSubsetSampler:
-        sampler = self.trainer.train_dataloader.sampler
-        if not isinstance(sampler, CappedSubsetSampler) or sampler.cap != self.k:
-            raise ValueError(
-                f"IP-DPP trains on a subset of min(n_c, k={self.k}) images per class: set sampler=capped_subset "
-                f"with sampler.cap={self.k} (got {type(sampler).__name__})"
-            )
-        return sampler
+        self.data.set_train_subset(self.subset, per_class_cap=self.k)
 
     def correct_class_probabilities(self, head: nn.Module) -> np.ndarray:
         """p_i = softmax(head(features(x_i)))_{y_i} for every training image, in eval mode, in file order.
@@ -177,19 +187,18 @@ class IPDPPFineTuning(ERM):
         An integer ``trainer.limit_train_batches`` (``debug=smoke``) shortens this pass to as many batches, as it
         shortens the epoch; the images it does not reach take the mean p of those it does (a debug shortcut: the
         kernel stays valid, the draw is no longer the paper's)."""
-        datamodule = self.trainer.datamodule
-        train_transform, eval_transform = datamodule.batch_transforms()
+        train_transform, eval_transform = self.data.batch_transforms()
         transform = eval_transform if self.prob_transform == "test" else train_transform
         probs = []
-        for images, target in self.eval_pass(datamodule.train_eval_dataloader(), transform, self.debug_batch_limit()):
+        for images, target in self.eval_pass(self.data.train_eval_dataloader(), transform, self.debug_batch_limit()):
             logits = head(self.network.features(self.to_memory_format(images))).float()
             probs.append(logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1))
         probs = torch.cat(probs).cpu().double().numpy()
-        return np.concatenate([probs, np.full(len(datamodule.train_split) - len(probs), probs.mean())])
+        return np.concatenate([probs, np.full(len(self.data.train_labels()) - len(probs), probs.mean())])
 
     def draw(self, epoch: int, head: nn.Module) -> None:
         """Choose the next subset; every rank uses rank 0's choice."""
-        labels = self.trainer.datamodule.train_split.labels.numpy()
+        labels = self.data.train_labels().numpy()
         probs = None if self.sampler_name == "reference_uniform" else self.correct_class_probabilities(head)
         indices = select_subset(probs, labels, self.k, sampler=self.sampler_name, kernel_scale=self.kernel_scale,
                                 seed=self.seed, round=len(self.draws))

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 from torchmetrics.aggregation import CatMetric
 
-from longtail.checkpoint import build_from_checkpoint, load_prefix, read_checkpoint
-from longtail.flops import gflops, ride_gflops
+from longtail.common.checkpoint import build_from_checkpoint, load_prefix, read_checkpoint
 from longtail.losses import check_head_scale
+from longtail.methods import BenchRow
 from longtail.methods.base import LongTailModule
-from longtail.metrics import ACCURACY_KEYS, LongTailMetrics
+from longtail.reporting.flops import gflops, ride_gflops
+from longtail.reporting.metrics import ACCURACY_KEYS, LongTailMetrics
 
 
 class RIDE(LongTailModule):
@@ -35,6 +36,9 @@ class RIDE(LongTailModule):
         distill: take the previous stage's checkpoint as the frozen teacher instead of as initial weights.
         teacher_checkpoint: path of a teacher RIDE checkpoint (distillation without a teacher stage).
     """
+
+    epoch_counts = ("drw_start",)
+    bench_rows = {"ride": BenchRow(("model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"))}
 
     def __init__(
         self,
@@ -101,6 +105,9 @@ class RIDERouter(LongTailModule):
         force: evaluate the routed prediction with every expert (``all``, the reference's ``force_all``: usage
             fractions p_E = 1) or only the first (``one``); ``None`` lets the router decide.
     """
+
+    results_keys = ("test/acc_router", "test/acc_router_many", "test/acc_router_medium", "test/acc_router_few",
+                    "test/experts_per_sample", "test/expert_fractions", "test/gflops_router", "test/gflops_all_experts")
 
     needs_init = True
 

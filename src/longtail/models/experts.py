@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
-from longtail.compat import resnet_layer
+from longtail.common.compat import resnet_layer
 from longtail.models.heads import CosineHead
 from longtail.models.registry import create_backbone
 from longtail.models.resnet_cifar import ResNetCifar, init_weights, make_stage

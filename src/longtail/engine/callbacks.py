@@ -50,10 +50,10 @@ class TestEveryEpoch(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not self.enabled or trainer.sanity_checking:
             return
-        datamodule = trainer.datamodule
+        data = pl_module.data
         correct = total = 0
         with torch.random.fork_rng(devices=[]):  # a DataLoader draws its base seed from the global generator
-            for images, target in pl_module.eval_pass(datamodule.test_dataloader(), datamodule.batch_transforms()[1]):
+            for images, target in pl_module.eval_pass(data.test_dataloader(), data.batch_transforms()[1]):
                 correct += int((pl_module.predict_logits(images).argmax(dim=1) == target).sum())
                 total += len(target)
         counts = pl_module.all_gather(torch.tensor([correct, total], device=pl_module.device))

@@ -6,7 +6,7 @@ the model without the training data, and a stage can refuse a checkpoint from
 another model or class count with a message in words rather than a shape error.
 
 Checkpoints cannot be torn: every one the Trainer writes goes through :class:`AtomicCheckpointIO` (installed by
-:func:`longtail.stages.build_trainer`), which writes a temporary file in the checkpoint's own folder and moves it
+:func:`longtail.engine.stages.build_trainer`), which writes a temporary file in the checkpoint's own folder and moves it
 into place with ``os.replace``, so a run killed while saving leaves the previous file whole.
 """
 
@@ -23,6 +23,13 @@ from torch import nn
 
 CHECKPOINT_KEY = "longtail"
 TEMPORARY_SUFFIX = ".partial"  # ".<name>.<pid>-<id>.partial" in the checkpoint's folder while it is written
+# modules that moved when the package root was grouped into common/, engine/, config/ and reporting/: a checkpoint or a
+# config written before names its _target_ by the old path, which longtail.load rewrites (moved_targets)
+MOVED_MODULES = {f"longtail.{module}": f"longtail.{layer}.{module}" for layer, modules in {
+    "common": ("checkpoint", "distributed", "compat"),
+    "engine": ("callbacks", "stages", "schedules", "schedule_scale", "runs", "sweeps"),
+    "config": ("overrides", "validation"),
+    "reporting": ("metrics", "table", "results", "plots", "loggers", "flops")}.items() for module in modules}
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -173,25 +180,24 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
 def build_from_checkpoint(checkpoint: dict):
     """The LightningModule described by a loaded checkpoint, with its weights (and ``run_config``)."""
     meta = checkpoint[CHECKPOINT_KEY]
-    model = instantiate(meta["config"]["method"], class_counts=meta["class_counts"], class_names=meta["class_names"])
+    model = instantiate(moved_targets(meta["config"]["method"]), class_counts=meta["class_counts"], class_names=meta["class_names"])
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.run_config = meta["config"]
     return model
 
 
-def load_datamodule(path: str | Path, stage: str = "test"):
-    """The data module of the run that wrote the checkpoint at ``path``, set up for ``stage``.
-
-    Its data root is looked for with :func:`longtail.runs.data_root`: a checkpoint of an older run may hold
-    it relative to the folder the run was started in (``./data/cifar10``), which a notebook started
-    elsewhere finds from the checkpoint's own folders.
-    """
-    from longtail.runs import data_root
-
-    config = dict(read_checkpoint(path)[CHECKPOINT_KEY]["config"]["datamodule"])
-    if config.get("root") is not None:
-        config["root"] = data_root(config["root"], path)
-    datamodule = instantiate(config)
-    datamodule.setup(stage)
-    return datamodule
+def moved_targets(config):
+    """``config`` (plain dicts and lists, as a checkpoint holds it) with every ``_target_`` under a module of
+    :data:`MOVED_MODULES` pointing at the module's new place; everything else unchanged."""
+    if isinstance(config, dict):
+        out = {key: moved_targets(value) for key, value in config.items()}
+        target = out.get("_target_")
+        if isinstance(target, str):
+            module, _, name = target.rpartition(".")
+            if module in MOVED_MODULES:
+                out["_target_"] = f"{MOVED_MODULES[module]}.{name}"
+        return out
+    if isinstance(config, list):
+        return [moved_targets(value) for value in config]
+    return config

@@ -5,7 +5,7 @@ global config (a method, a sampler, a schedule, …). A stage's config is the
 global config with its overrides merged in: a node whose ``_target_`` changes is
 replaced whole, anything else is merged key by key. ``debug`` settings are
 applied last so ``debug=smoke`` shrinks every stage, after ``schedule.scale`` has scaled each stage's epoch
-counts (:mod:`longtail.schedule_scale`). A stage starts from the
+counts (:mod:`longtail.engine.schedule_scale`). A stage starts from the
 previous stage's checkpoint, or from the stage named by its ``init_stage``
 (e.g. cRT, LWS and tau-norm side by side, each from the same CE stage). A
 stage set to ``null`` is dropped (an experiment replacing the default ``train``).
@@ -24,9 +24,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from longtail.callbacks import TrainingCost
-from longtail.results import write_results
-from longtail.schedule_scale import scale_stage
+from longtail.engine.callbacks import TrainingCost
+from longtail.engine.schedule_scale import scale_stage
+from longtail.reporting.results import write_results
 
 log = logging.getLogger("longtail")
 
@@ -102,7 +102,7 @@ class HandBackTestResults(Callback):
 
 def build_stage(cfg: DictConfig, init_from: str | None):
     """The stage's data module (set up) and method, initialised from the previous stage's checkpoint."""
-    from longtail.checkpoint import init_from_checkpoint
+    from longtail.common.checkpoint import init_from_checkpoint
 
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("fit")
@@ -158,11 +158,11 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, validates: bool):
 
 
 def checkpoint_plugins(trainer_cfg: DictConfig) -> list:
-    """The Trainer's plugins with :class:`~longtail.checkpoint.AtomicCheckpointIO` as its checkpoint I/O, so every
+    """The Trainer's plugins with :class:`~longtail.common.checkpoint.AtomicCheckpointIO` as its checkpoint I/O, so every
     checkpoint it writes (the callback's, ``trainer.save_checkpoint``) is replaced atomically, never torn."""
     from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
-    from longtail.checkpoint import AtomicCheckpointIO
+    from longtail.common.checkpoint import AtomicCheckpointIO
 
     configured = trainer_cfg.get("plugins")
     configured = [] if configured is None else instantiate(configured)
@@ -176,7 +176,7 @@ def fit_and_select(trainer, model, datamodule, checkpointing, last: Path, stage_
     """Train (resuming from ``last``, or from the newest readable checkpoint when ``last`` is torn) and return the
     selected checkpoint (docs/methods/README.md §5: best val metric where there is a validation split, else the last epoch); a method
     without training is saved as is."""
-    from longtail.checkpoint import resume_point
+    from longtail.common.checkpoint import resume_point
 
     if model.requires_training:
         resume = resume_point(last, stage_name, log)  # a torn last.ckpt: the newest readable one, said so
@@ -208,10 +208,10 @@ def evaluate_selected(trainer, model, datamodule, selected: str, handback: Path)
 
 def training_cost(trainer, model) -> dict:
     """The stage's cost: images processed in training and its wall seconds (:class:`TrainingCost`), the network's
-    parameters and its GFLOPs per test image (multiply-adds, :mod:`longtail.flops`)."""
+    parameters and its GFLOPs per test image (multiply-adds, :mod:`longtail.reporting.flops`)."""
     import torch
 
-    from longtail.flops import gflops
+    from longtail.reporting.flops import gflops
 
     cost = next(c for c in trainer.callbacks if isinstance(c, TrainingCost))
     numbers = {"train_images": cost.images, "train_seconds": round(cost.seconds, 3),
@@ -227,8 +227,8 @@ def training_cost(trainer, model) -> dict:
 
 def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[dict, str]:
     """Build, fit, select the checkpoint by the §5 rule, test, and write ``results.json`` and the plots."""
-    from longtail.loggers import publish_results
-    from longtail.plots import write_run_plots
+    from longtail.reporting.loggers import publish_results
+    from longtail.reporting.plots import write_run_plots
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     datamodule, model = build_stage(cfg, init_from)
@@ -241,7 +241,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "train_class_counts": datamodule.class_counts,
         "class_names": datamodule.class_names,
         "stage": cfg.stage_name,
-        "protocol": datamodule.protocol,
+        "protocol": datamodule.protocol,  # datamodule.protocol and datamodule.val, as configured
+        "val": datamodule.val_mode,
         "data_source": datamodule.data_source,
         "checkpoint": selected,
         "selection": f"best {monitor}" if monitor else "last epoch",
@@ -301,11 +302,11 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
 def report_skipped_overrides(cfg: DictConfig) -> list[str]:
     """Print (and return) one line per override of this multirun job that sets a stage its experiment does not
     have: a sweep over experiments sets a stage's keys where the stage exists and skips them elsewhere
-    (:func:`longtail.overrides.skip_absent_stages_in_multiruns`)."""
+    (:func:`longtail.config.overrides.skip_absent_stages_in_multiruns`)."""
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.utilities import rank_zero_only
 
-    from longtail.overrides import skipped_stage_overrides
+    from longtail.config.overrides import skipped_stage_overrides
 
     if not HydraConfig.initialized() or rank_zero_only.rank != 0:  # under DDP every rank runs this; one says it
         return []

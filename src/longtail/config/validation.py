@@ -3,7 +3,7 @@
 A stage's mistake (a value its method refuses, ``stages.robust.method.centroids=clena``; an argument its class
 does not take; a stage that starts from one that does not run before it) otherwise surfaces only when that stage
 starts, after the stages before it have trained. :func:`stage_problem` composes every stage's config
-(:func:`longtail.stages.stage_configs`) and builds, without data and without training, what the stage builds:
+(:func:`longtail.engine.stages.stage_configs`) and builds, without data and without training, what the stage builds:
 
 * the data module (its constructor checks its values; no image is read), its on-device augmentation and its
   sampler (on stand-in labels);
@@ -27,7 +27,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from longtail.compat import is_interpolation, is_none_or_interpolation, raw_child, raw_value, stand_in_trainer
+from longtail.common.compat import is_interpolation, is_none_or_interpolation, raw_child, raw_value, stand_in_trainer
 
 #: constructor arguments that read a file: the check looks for the file and builds without it
 FILE_ARGUMENTS = {"pretrained": False, "teacher_checkpoint": None}
@@ -59,7 +59,7 @@ class ConflictError(ValueError):
 def stage_problem(cfg: DictConfig, user_keys=()) -> str | None:
     """Why a stage of the composed ``cfg`` would fail to start (the first one, in stage order), or ``None``;
     ``user_keys`` are the keys the command line sets, named in preference to the config's own."""
-    from longtail.stages import stage_configs
+    from longtail.engine.stages import stage_configs
 
     try:
         stages = stage_configs(cfg)
@@ -98,9 +98,16 @@ def order_problem(cfg: DictConfig, order: list[str]) -> str | None:
 
 
 def check_data(stage_cfg: DictConfig) -> None:
-    """Build the stage's data module (no image is read), its augmentation and its sampler on stand-in labels."""
+    """Build the stage's data module (no image is read), its augmentation and its sampler on stand-in labels; first,
+    the split strategy must allow the validation asked for (Difficulty-Net's split validates on its held-out set,
+    docs/methods/diffnet.md §1)."""
     from hydra.utils import instantiate
 
+    from longtail.data.split_strategies import SPLIT_STRATEGIES, protocol_val_problem
+
+    protocol, val = stage_cfg.datamodule.get("protocol", "ldam"), stage_cfg.datamodule.get("val", "none")
+    if protocol in SPLIT_STRATEGIES and protocol_val_problem(protocol, val):
+        raise ConflictError("datamodule.val", protocol_val_problem(protocol, val))
     datamodule = instantiate(stage_cfg.datamodule)
     datamodule.batch_transforms()
     if datamodule.sampler_factory is not None:
@@ -109,16 +116,14 @@ def check_data(stage_cfg: DictConfig) -> None:
 
 def check_pairs(stage_cfg: DictConfig) -> None:
     """Settings that must agree across the stage's parts, refused when the config is composed rather than when the
-    stage reaches them: IP-DPP trains on a capped subset whose cap is its k (docs/methods/ipdpp.md §3)."""
-    method, sampler = stage_cfg.method, stage_cfg.get("sampler")
-    if str(method.get("_target_", "")).endswith(".IPDPPFineTuning"):
-        target = str(sampler.get("_target_", "")) if isinstance(sampler, DictConfig) else ""
-        if not target.endswith(".CappedSubsetSampler"):
-            raise ConflictError("sampler", f"IP-DPP trains on min(n_c, k) images per class: it needs "
-                                           f"sampler=capped_subset (got {target or sampler})")
-        if int(sampler.cap) != int(method.k):
-            raise ConflictError("sampler.cap", f"IP-DPP keeps k={method.k} images per class (ipdpp.k), so its "
-                                               f"capped subset must hold as many: set both to the same value")
+    stage reaches them: each method says which of its settings conflict with the rest of the stage
+    (``LongTailModule.config_conflict``, e.g. IP-DPP's k and its capped subset's cap)."""
+    from longtail.methods import method_class
+
+    cls = method_class(stage_cfg.method.get("_target_"))
+    conflict = cls.config_conflict(stage_cfg) if cls is not None else None
+    if conflict is not None:
+        raise ConflictError(*conflict)
 
 
 def check_method(stage_cfg: DictConfig) -> None:

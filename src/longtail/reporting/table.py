@@ -18,7 +18,7 @@ def _cell(value) -> str:
 
 
 def shot_group(count: int, thresholds=(100, 20)) -> str:
-    """The shot group of a class with ``count`` training images (the rule of :func:`longtail.metrics.shot_groups`,
+    """The shot group of a class with ``count`` training images (the rule of :func:`longtail.reporting.metrics.shot_groups`,
     without importing torch: the console command imports this module before it needs torch)."""
     many_gt, few_lt = thresholds
     return "many" if count > many_gt else "few" if count < few_lt else "medium"

@@ -18,9 +18,18 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 LENGTH = "trainer.max_epochs"
-#: epoch-valued keys of a stage config: counts are scaled, periods are scaled but kept >= 1
-EPOCH_COUNTS = (LENGTH, "method.scheduler.warmup_epochs", "method.scheduler.milestones", "method.drw_start")
-EPOCH_PERIODS = ("method.redraw_every",)
+#: epoch-valued keys of every stage config (counts are scaled); a method adds its own constructor arguments
+#: (``epoch_counts``, and ``epoch_periods``, scaled but kept >= 1: ERM's and RIDE's DRW start, IP-DPP's f)
+EPOCH_COUNTS = (LENGTH, "method.scheduler.warmup_epochs", "method.scheduler.milestones")
+
+
+def epoch_keys(stage_cfg: DictConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The epoch-valued keys of ``stage_cfg``: (counts, periods), the stage's method's own ones included."""
+    from longtail.methods import method_class
+
+    cls = method_class(OmegaConf.select(stage_cfg, "method._target_"))
+    counts, periods = (tuple(f"method.{name}" for name in getattr(cls, kind, ())) for kind in ("epoch_counts", "epoch_periods"))
+    return (*EPOCH_COUNTS, *counts), periods
 
 
 def scaled(n: int, scale: float) -> int:
@@ -35,7 +44,8 @@ def scale_stage(stage_cfg: DictConfig, scale: float, stage: str, min_epochs: int
         return stage_cfg
     if not scale > 0:
         raise ValueError(f"schedule.scale must be a positive number (1 = the recipe's schedule), got {scale}")
-    found = {key: OmegaConf.select(stage_cfg, key) for key in (*EPOCH_COUNTS, *EPOCH_PERIODS)}
+    counts, periods = epoch_keys(stage_cfg)
+    found = {key: OmegaConf.select(stage_cfg, key) for key in (*counts, *periods)}
     found = {key: value for key, value in found.items() if value is not None}
     length = found.get(LENGTH)
     if length is not None and length > 0 and max(scaled(length, scale), min_epochs) == 0:
@@ -51,7 +61,7 @@ def scale_stage(stage_cfg: DictConfig, scale: float, stage: str, min_epochs: int
             new = [scaled(int(n), scale) for n in value]
         else:
             new = scaled(int(value), scale)
-            if key in EPOCH_PERIODS:
+            if key in periods:
                 new = max(new, 1)
             elif key == LENGTH and value > 0:
                 new = max(new, min_epochs)

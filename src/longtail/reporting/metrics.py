@@ -5,7 +5,7 @@ count n_c > many_gt (default 100), *few* when n_c < few_lt (default 20), *medium
 otherwise. Group accuracy is the mean of per-class accuracies over the group; an
 empty group is NaN (never 0), silently: an empty group is a fact of the class counts (CIFAR-10-LT has no
 class under 20 images), not a fault, and the printed table says it once in a footnote
-(:func:`longtail.table.format_table`). A class with no evaluated sample (e.g. a run
+(:func:`longtail.reporting.table.format_table`). A class with no evaluated sample (e.g. a run
 limited to a few test batches) has NaN accuracy and is left out of its
 group's mean. Everything accumulates in torchmetrics on the
 device, so a step never synchronises with the host and DDP sums are exact.

@@ -9,10 +9,10 @@ test, not somewhere in a method. What each one is for:
 - torchvision ``v2.AutoAugment`` internals: its op space, policy tables and per-op transform, so batched
   AutoAugment applies exactly torchvision's ops (:mod:`longtail.data.policies`).
 - Hydra's override step and error strings: a multirun's stage overrides skip the jobs without the stage
-  (:mod:`longtail.overrides`), and a composition error is turned into one message naming the key.
+  (:mod:`longtail.config.overrides`), and a composition error is turned into one message naming the key.
 - OmegaConf node internals: a value as written (interpolations unresolved) for error messages.
 - Lightning's ``LightningModule._trainer``: a stand-in Trainer so a method's optimizers are built before training,
-  in the pre-flight check (:mod:`longtail.validation`).
+  in the pre-flight check (:mod:`longtail.config.validation`).
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ INIT_FROM_HINT = "pass a checkpoint (.ckpt), or the folder or results.json of a 
 def resolve_init_from(path: str | Path) -> str:
     """The checkpoint ``init_from=<path>`` names, so a stage can start from a run without digging out its file.
 
-    ``path`` itself when it is a file other than a ``.json`` (a checkpoint: :func:`longtail.checkpoint.read_checkpoint`
+    ``path`` itself when it is a file other than a ``.json`` (a checkpoint: :func:`longtail.common.checkpoint.read_checkpoint`
     checks it when it is loaded); the checkpoint a run or stage selected when it is that run's or stage's folder or
     its ``results.json`` (:func:`selected_checkpoint`). A relative path is taken from the current directory, as the
     user typed it. Anything else is an error saying what ``path`` is and what it holds (one line, for the console).
@@ -239,3 +239,22 @@ def data_root(root: str | None, checkpoint: str | Path) -> str | None:
         return None
     found = resolve_path(root, checkpoint)
     return str(found) if found is not None else root
+
+
+def load_datamodule(path: str | Path, stage: str = "test"):
+    """The data module of the run that wrote the checkpoint at ``path``, set up for ``stage``.
+
+    Its data root is looked for with :func:`data_root`: a checkpoint of an older run may hold
+    it relative to the folder the run was started in (``./data/cifar10``), which a notebook started
+    elsewhere finds from the checkpoint's own folders.
+    """
+    from hydra.utils import instantiate
+
+    from longtail.common.checkpoint import CHECKPOINT_KEY, moved_targets, read_checkpoint
+
+    config = moved_targets(dict(read_checkpoint(path)[CHECKPOINT_KEY]["config"]["datamodule"]))
+    if config.get("root") is not None:
+        config["root"] = data_root(config["root"], path)
+    datamodule = instantiate(config)
+    datamodule.setup(stage)
+    return datamodule

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from hydra.utils import get_method
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
@@ -232,10 +233,18 @@ def _metrics_csv(stage_dir: Path) -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def method_plots() -> list:
+    """The figures the methods declare (``MethodPlot``: Difficulty-Net's class difficulties, DRO-LT's ε_c, …)."""
+    from longtail.methods import declared
+
+    return declared("plots")
+
+
 def write_run_plots(stage_dir, results: dict | None = None, thresholds=(100, 20)) -> list[Path]:
     """Write every figure the stage's data supports into ``stage_dir/plots/``; return the written paths.
 
-    ``results`` defaults to ``stage_dir/results.json``. Figures whose inputs are missing (no
+    ``results`` defaults to ``stage_dir/results.json``; besides the shared figures, each method's declared ones
+    (``MethodPlot``) are drawn. Figures whose inputs are missing (no
     confusion matrix, no reliability bins, no validation columns, …) are skipped. Each title names the stage
     (``results["stage"]``, else the folder's name).
     """
@@ -257,12 +266,7 @@ def write_run_plots(stage_dir, results: dict | None = None, thresholds=(100, 20)
         ("shot_groups.png", has("test/acc"), lambda: shot_group_bars(results)),
         ("confusion.png", has("test/confusion", "train_class_counts"), lambda: confusion_matrix(results)),
         ("reliability.png", has("test/reliability"), lambda: reliability_diagram(results)),
-        (
-            "class_difficulty.png",
-            has("diffnet/class_weights", "diffnet/accuracy_vector", "train_class_counts"),
-            lambda: class_difficulty(results),
-        ),
-        ("epsilons.png", has("drolt/epsilons", "train_class_counts"), lambda: class_epsilons(results)),
+        *((plot.file, has(*plot.needs), lambda plot=plot: get_method(plot.draw)(results)) for plot in method_plots()),
     ]
     metrics_csv = _metrics_csv(stage_dir)
     if metrics_csv is not None and read_val_curves(metrics_csv):

@@ -11,7 +11,7 @@ Mistakes Hydra itself reports late or misleadingly:
 * a config group given a flag or a number (``debug=true``): Hydra stops with a traceback; here the group's
   options are named;
 * a value a later stage refuses (``stages.robust.method.centroids=clena``): it would surface only after the
-  stages before it have trained; here every stage is built without data (:mod:`longtail.validation`).
+  stages before it have trained; here every stage is built without data (:mod:`longtail.config.validation`).
 
 :func:`check_overrides` composes the config with the Compose API (a sweep's first value stands for the
 numbers of it; each value of a swept config group or string is composed too, so each experiment of
@@ -33,9 +33,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from longtail.compat import HYDRA_MISSING_OPTION, HYDRA_NOT_IN_STRUCT, hydra_config_loader, raw_child
+from longtail.common.compat import HYDRA_MISSING_OPTION, HYDRA_NOT_IN_STRUCT, hydra_config_loader, raw_child
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # keys that were renamed (issue 20: one name per switch), old -> new; the config snapshot test maps them too
 RENAMED_KEYS = {
     "fidelity.focal_pt_from_weighted_ce": "focal.pt_from_weighted_ce",
@@ -47,13 +47,16 @@ RENAMED_KEYS = {
     "fidelity.ipdpp_sampler": "ipdpp.dpp_sampler",
     **{f"fidelity.ipdpp_{k}": f"ipdpp.{k}" for k in ("kernel_scale", "prob_transform", "first_probs")},
     "ipdpp.sampler": "ipdpp.dpp_sampler",  # a DPP sampler, not the data sampler of conf/sampler
-    "sampler.subset_seed": "sampler.draw_seed",
-    "loss.drw_beta": "method.drw_beta",
-    "method.train_classifier": "method.train_linear",  # LWS: the wrapped linear layer (W, b) trains too  # DRW's keys are method.drw_* for ERM and RIDE alike  # the capped subset's draw, not datamodule.subset_seed
+    "sampler.subset_seed": "sampler.draw_seed",  # the capped subset's draw, not datamodule.subset_seed
+    "loss.drw_beta": "method.drw_beta",  # DRW's keys are method.drw_* for ERM and RIDE alike
+    "method.train_classifier": "method.train_linear",  # LWS: the wrapped linear layer (W, b) trains too
     "fidelity.bns_form": "bns.form",
     "fidelity.bns_fixed_permutation": "bns.fixed_permutation",
     "fidelity.probe_bn_train_mode": "probe.bn_train_mode",
 }
+# config options that were renamed, group -> {old: new}: a stage option is named as its stage (issue 20)
+RENAMED_OPTIONS = {"stage": {"drolt_robust": "robust", "drolt_classifier": "classifier", "diffnet_las": "las",
+                             "ipdpp_probe": "probe", "ride_router": "router", "ride_student": "student"}}
 _ABSENT = object()
 
 
@@ -190,10 +193,10 @@ def _stages_of(variants: list, staged: list, compose_with) -> list[set]:
 
 def _job_message(overrides, chosen: list, compose_with) -> str | None:
     """What is wrong with one job: a key or option that does not exist, a value of the wrong type, or a stage
-    that would fail to start (:func:`longtail.validation.stage_problem`)."""
+    that would fail to start (:func:`longtail.config.validation.stage_problem`)."""
     from hydra.errors import HydraException
 
-    from longtail.validation import stage_problem
+    from longtail.config.validation import stage_problem
 
     try:
         cfg = compose_with(chosen)
@@ -249,26 +252,21 @@ def _likeness(name: str, names) -> float:
 
 
 def _unknown_stage_message(override, name: str, cfg: DictConfig, swept: bool = False) -> str:
-    """Which stages the experiment has, the one ``name`` most likely means (a stage config option such as
-    ``drolt_robust`` names the stage that uses it, ``robust``), and the override spelt for it; ``swept``: the
-    command's experiments have different stages and none has ``name``."""
+    """Which stages the experiment has, the one ``name`` most likely means (a renamed stage option's new name,
+    :data:`RENAMED_OPTIONS`, or the nearest stage), and the override spelt for it; ``swept``: the command's
+    experiments have different stages and none has ``name``."""
     stages = [str(n) for n, v in cfg.stages.items() if v is not None]
-    choices = cfg.hydra.runtime.choices
-    meant = next((key.split("@stages.", 1)[1] for key, option in choices.items()
-                  if key.startswith("stage@stages.") and option == name), None)
-    why = f"'{name}' is the stage config of its stage '{meant}'" if meant else ""
     line = override.input_line
     lead = line[:len(line) - len(line.lstrip("+~"))]
     rest = override.key_or_group.split(".", 2)[2:]
-    single = cfg.get("stage") is not None and name in (choices.get("stage"), cfg.stage.get("name"))
-    if meant is None and single and cfg.stage.get("name") not in stages:  # stage=<option>: its keys are stage.…
+    renamed = RENAMED_OPTIONS["stage"].get(name)
+    single = cfg.get("stage") is not None and cfg.stage.get("name") in (name, renamed)
+    if single and cfg.stage.name not in stages:  # stage=<option>: its keys are stage.…
         meant, key = cfg.stage.name, ".".join(["stage", *rest])
-        why = f"With stage={choices.get('stage')}, the one stage that runs is set under stage"
+        why = f"With stage={cfg.stage.name}, the one stage that runs is set under stage"
     else:
-        if meant is None and (CONF_DIR / "stage" / f"{name}.yaml").is_file():
-            named = OmegaConf.load(CONF_DIR / "stage" / f"{name}.yaml").get("name")
-            if named in stages:
-                meant, why = named, f"'{name}' is the stage config of its stage '{named}'"
+        meant = renamed if renamed in stages else None
+        why = f"The stage option '{name}' is now '{renamed}', its stage's name" if meant else ""
         if meant is None:
             close = difflib.get_close_matches(name, stages, n=1, cutoff=0.6)
             meant = close[0] if close else None
@@ -276,8 +274,9 @@ def _unknown_stage_message(override, name: str, cfg: DictConfig, swept: bool = F
     options = sorted(p.stem for p in (CONF_DIR / "stage").glob("*.yaml"))
     message = f"'{line}': this experiment has no stage '{name}' (its stages: {', '.join(stages)})."
     if swept:
+        experiment = cfg.hydra.runtime.choices.get("experiment") or cfg.get("name")
         message = (f"'{line}': no experiment of this sweep has a stage '{name}' "
-                   f"({choices.get('experiment') or cfg.get('name')}'s stages: {', '.join(stages)}).")
+                   f"({experiment}'s stages: {', '.join(stages)}).")
     if meant is not None:
         exists = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is not _ABSENT
         spelt = f"{'' if exists and lead.startswith('+') else lead}{key}" + (f"={line.split('=', 1)[1]}" if "=" in line else "")
@@ -343,6 +342,10 @@ def _composition_message(error: str, lines: list, compose_with) -> str:
     option = HYDRA_MISSING_OPTION.search(error)
     if option and not option.group(1).startswith("hydra"):  # Hydra's own groups list their options already
         group, name = option.groups()
+        if name in RENAMED_OPTIONS.get(group, {}):  # as typed: stage=drolt_robust or +stage@stages.robust=…
+            typed = next((line.partition("=")[0] for line in lines if line and line.partition("=")[2] == name
+                          and override_key(line).split("@")[0] == group), group)
+            return f"'{typed}={name}' was renamed: use {typed}={RENAMED_OPTIONS[group][name]}."
         choices = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
@@ -379,7 +382,7 @@ def skip_absent_stages_in_multiruns() -> None:
     multirun, the sweep's base config (composed before an experiment is chosen) and each job's; a key of a stage
     the config lacks stops the whole sweep. Here, in a multirun's compositions only, a ``stages.<name>…`` override
     is dropped where stage ``<name>`` is absent: :func:`check_overrides` has refused a stage no job has, and a job
-    prints what it skipped (:func:`longtail.stages.report_skipped_overrides`). Hydra has no hook for this; its
+    prints what it skipped (:func:`longtail.engine.stages.report_skipped_overrides`). Hydra has no hook for this; its
     override step is wrapped (once), at import, so that launcher processes that import the task do it too."""
     ConfigLoaderImpl = hydra_config_loader()
     if ConfigLoaderImpl is None:

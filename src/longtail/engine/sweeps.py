@@ -8,7 +8,7 @@ writes ``FAILED.txt`` (its message and traceback) into its folder and the sweep 
 the sweep ends, :class:`SweepReport` lists the finished, failed and unfinished jobs and the command that
 restarts it. Rerunning the same command with ``hydra.sweep.dir=<that folder>`` gives every job its old folder:
 a finished job (its ``results.json`` is there) is skipped, an interrupted one resumes from its stages'
-``last.ckpt`` (:func:`longtail.stages.run_experiment`), a failed one is tried again.
+``last.ckpt`` (:func:`longtail.engine.stages.run_experiment`), a failed one is tried again.
 """
 
 from __future__ import annotations
