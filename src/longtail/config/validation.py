@@ -106,8 +106,9 @@ def check_data(stage_cfg: DictConfig) -> None:
     from longtail.data.split_strategies import SPLIT_STRATEGIES, protocol_val_problem
 
     protocol, val = stage_cfg.datamodule.get("protocol", "ldam"), stage_cfg.datamodule.get("val", "none")
-    if protocol in SPLIT_STRATEGIES and protocol_val_problem(protocol, val):
-        raise ConflictError("datamodule.val", protocol_val_problem(protocol, val))
+    problem = protocol_val_problem(protocol, val) if protocol in SPLIT_STRATEGIES else None
+    if problem:
+        raise ConflictError("datamodule.val", problem)
     datamodule = instantiate(stage_cfg.datamodule)
     datamodule.batch_transforms()
     if datamodule.sampler_factory is not None:

@@ -156,7 +156,7 @@ class LongTailDataModule(L.LightningDataModule):
             raise ValueError(f"datamodule.protocol must be one of {tuple(SPLIT_STRATEGIES)}, got '{protocol}'")
         if val not in VAL_MODES:
             raise ValueError(f"datamodule.val must be one of {VAL_MODES}, got '{val}'")
-        if val not in SPLIT_STRATEGIES[protocol].validation_modes():
+        if protocol_val_problem(protocol, val):
             raise ValueError(protocol_val_problem(protocol, val))
         if imbalance_factor is not None and imbalance_factor < 1:
             raise ValueError(

@@ -52,8 +52,6 @@ class ClassifierFineTuning(ClassifierRetraining):
     """Keep training the previous stage's classifier on its frozen backbone (DRO-LT's balanced-classifier phase,
     docs/methods/drolt.md §3): the classifier starts from its stage-1 weights instead of afresh."""
 
-    bench_rows = {}
-
     def init_from(self, state_dict: dict[str, torch.Tensor]) -> None:
         super().init_from(state_dict)
         load_prefix(self.network.head, state_dict, "network.head.")
@@ -68,8 +66,6 @@ class LinearProbe(ClassifierRetraining):
     ``PRETRAINED_BUFFERS``), so that a next stage can start from the pretrained statistics: IP-DPP fine-tunes from
     the BNS encoder, not the probe's (docs/methods/ipdpp.md §3).
     """
-
-    bench_rows = {}
 
     def __init__(self, network: nn.Module, loss: Callable[..., nn.Module], recalibrate_backbone: bool = False,
                  **kwargs):
