@@ -28,6 +28,6 @@ smoke:
 bench:
 	$(PYTHON) -m longtail.bench --method erm,ldam_drw,balanced_softmax,crt,lws,ride,drolt,diffnet,diffnet_las,bns,ipdpp --json bench.json
 
-# the committed CIFAR-10-LT table: every method, seeds 0 and 1, schedule.scale=0.04 (benchmarks/results/; README "One table")
+# the committed CIFAR-10-LT table: every method, seeds 0 and 1, suite=cifar10_lt_cpu (benchmarks/results/; README "Measured here")
 table:
-	bash benchmarks/suite_table.sh
+	bash benchmarks/suite_cpu.sh

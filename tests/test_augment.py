@@ -423,7 +423,8 @@ def test_color_jitter_draws_factors_per_sample():
 
 
 @pytest.mark.parametrize(
-    "name,size", [("cifar_exaugment", 32), ("imagenet_randaugment", 64), ("cifar_autoaugment", 32)]
+    "name,size",
+    [("cifar_exaugment", 32), ("imagenet_randaugment", 64), ("cifar_autoaugment", 32), ("imagenet_autoaugment", 224)],
 )
 def test_augment_configs_build_and_run(name, size):
     from pathlib import Path

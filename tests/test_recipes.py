@@ -751,7 +751,8 @@ DIFFNET_LISTS_REFERENCE = {
 IPDPP_REFERENCE = {
     "bns": {"method.loss.form": _switch("paper", "reference"),  # Q5
             "datamodule.sampler.fixed_permutation": _switch(False, True)},  # Q6
-    "probe": {"method.recalibrate_backbone": _switch(False, True)},  # Q8
+    "probe": {"method.recalibrate_backbone": _switch(False, True),  # Q8
+              "method.head_init": _switch("kaiming_normal", "torch_default")},  # Q13
     "ipdpp": {"method.dpp_sampler": _switch("exact_kdpp", "reference_uniform"),  # Q1-Q2
               "method.kernel_scale": _switch("n", "n_squared"),  # Q3
               "method.prob_transform": _switch("test", "train"),  # Q4

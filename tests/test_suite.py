@@ -15,8 +15,9 @@ from longtail import report
 from longtail.engine.stages import stage_configs
 
 SUITES = sorted(p.stem for p in (CONF_DIR / "suite").glob("*.yaml"))
-LABELS = ["CE", "cRT", "LWS", "tau-norm", "Focal", "CB-Focal", "LDAM-DRW", "Balanced Softmax", "Logit adjustment",
-          "DRO-LT", "RIDE (3 experts)", "RIDE (router)", "Difficulty-Net", "BNS (linear probe)", "IP-DPP"]
+LABELS = ["CE", "cRT", "LWS", "tau-norm", "Logit adjustment (post-hoc)", "Focal", "CB-Focal", "LDAM-DRW",
+          "Balanced Softmax", "DRO-LT", "RIDE (3 experts)", "RIDE (router)", "Difficulty-Net", "BNS (linear probe)",
+          "IP-DPP"]
 
 
 def suite_experiments(suite: str) -> list[str]:
@@ -31,7 +32,7 @@ def test_every_job_of_a_suite_runs_every_stage_on_the_shared_protocol(suite):
     and the BNS encoder too), one selection rule (best held-out top-1) in every stage of every method, and each
     table row a stage that the experiment runs."""
     experiments = suite_experiments(suite)
-    assert len(experiments) == 10 and all(e.endswith(suite.split("_")[0]) for e in experiments)
+    assert len(experiments) == 9 and all(e.endswith(suite.split("_")[0]) for e in experiments)
     thresholds = None
     for experiment in experiments:
         cfg = compose_config([f"suite={suite}", f"experiment={experiment}", "schedule.scale=0.04"])
@@ -45,9 +46,9 @@ def test_every_job_of_a_suite_runs_every_stage_on_the_shared_protocol(suite):
             assert stage.trainer.max_epochs >= 1, (experiment, name)
             thresholds = thresholds or list(stage.metrics.shot_thresholds)
             assert list(stage.metrics.shot_thresholds) == thresholds, (experiment, name)
-        assert cfg.shared_protocol.name == suite
+        assert suite.startswith(cfg.shared_protocol.name)  # cifar10_lt_cpu: the protocol of cifar10_lt
         assert {row.stage for row in cfg.table_rows} <= set(stages), experiment
-    assert thresholds == ([500, 200] if suite == "cifar10_lt" else [100, 20])
+    assert thresholds == ([500, 200] if suite.startswith("cifar10_") else [100, 20])
 
 
 def test_the_cifar10_suite_gives_every_method_of_the_table():
@@ -76,9 +77,9 @@ def test_the_suite_runs_every_method_over_seeds_reports_one_table_and_restarts_w
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
     sweep = logs / "suites" / "cifar10_lt_x1.0_smoke"
-    assert f"sweep {sweep}: 20 finished, 0 failed, 0 unfinished" in first.stdout
+    assert f"sweep {sweep}: 18 finished, 0 failed, 0 unfinished" in first.stdout
     jobs = sorted(p.parent for p in sweep.rglob(".hydra"))
-    assert len(jobs) == 20 and (sweep / "multirun.yaml").is_file()
+    assert len(jobs) == 18 and (sweep / "multirun.yaml").is_file()
     for job in jobs:
         results = json.loads((job / "results.json").read_text())
         assert (results["shared_protocol"], results["protocol"], results["val"], results["selection"]) == (
@@ -106,15 +107,15 @@ def test_the_suite_runs_every_method_over_seeds_reports_one_table_and_restarts_w
     assert routed["mean"]["test/gflops"] <= ride["mean"]["test/gflops"] + 1e-6
     assert all((out / name).stat().st_size > 0 for name in ("t.csv", "t.json", "bars.png", "cost.png"))
 
-    # killed: one job's last stage unfinished; the same command skips the other 19 and resumes that stage
+    # killed: one job's last stage unfinished; the same command skips the other 17 and resumes that stage
     killed = sweep / "ipdpp_cifar10" / "seed1"
     (killed / "results.json").unlink()
     (killed / "ipdpp" / "results.json").unlink()
     untouched = (decouple / "results.json").stat().st_mtime_ns
     second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("finished before: skipped") == 19
-    assert f"sweep {sweep}: 20 finished, 0 failed, 0 unfinished" in second.stdout
+    assert second.stdout.count("finished before: skipped") == 17
+    assert f"sweep {sweep}: 18 finished, 0 failed, 0 unfinished" in second.stdout
     assert (decouple / "results.json").stat().st_mtime_ns == untouched
     assert (killed / "ipdpp" / "results.json").is_file()
 
@@ -134,7 +135,7 @@ def test_the_cifar100_suite_smoke_runs_on_generated_cifar100(fake_cifar100, tmp_
                            f"paths.log_dir={logs}"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = logs / "suites" / "cifar100_lt_x1.0_smoke"
-    assert f"sweep {sweep}: 10 finished, 0 failed, 0 unfinished" in done.stdout
+    assert f"sweep {sweep}: 9 finished, 0 failed, 0 unfinished" in done.stdout
     rows = report.main([str(sweep)])
     assert [row["experiment"] for row in rows] == LABELS
     counts = json.loads((sweep / "focal_cifar100" / "seed0" / "results.json").read_text())["train_class_counts"]

@@ -40,3 +40,11 @@ def test_results_hold_the_stage_and_run_cost(tmp_path):
     assert results["run/epochs"] == {"train": 2, "crt": 1}
     assert results["run/train_images"] == stage1["train_images"] + results["train_images"]
     assert results["run/train_seconds"] == pytest.approx(stage1["train_seconds"] + results["train_seconds"])
+
+
+def test_the_cost_counts_every_epoch_trained_when_an_earlier_epoch_is_selected(tmp_path):
+    """The test restores the selected checkpoint; the cost stays the whole fit's (mode=min selects epoch 0 here)."""
+    run(["trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min"], tmp_path)
+    results = json.loads((tmp_path / "train" / "results.json").read_text())
+    assert results["checkpoint"].endswith("epoch000.ckpt")
+    assert results["train_images"] == 3 * sum(results["train_class_counts"])

@@ -80,7 +80,8 @@ def run(cfg: DictConfig) -> float | None:
             )
         if cfg.get("init_from"):
             cfg.init_from = resolve_init_from(cfg.init_from)  # a value with an interpolation is resolved only here
-        results = {**run_experiment(cfg, output_dir), "overrides": overrides}
+        twins_in = Path(HydraConfig.get().sweep.dir) if multirun else None
+        results = {**run_experiment(cfg, output_dir, twins_in), "overrides": overrides}
     except Exception as error:
         if multirun and cfg.get("optimized_metric") is None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             record_failure(output_dir, describe(error))  # the sweep goes on; SweepReport lists it at the end

@@ -108,7 +108,9 @@ class LongTailDataModule(L.LightningDataModule):
         val: ``none`` (report the last epoch), ``heldout`` (last ``val_per_class`` images of every class,
             carved out before subsampling: a different protocol) or ``source`` (the data set's own val split).
         sampler: ``partial`` of a sampler from :mod:`longtail.data.samplers`, completed with labels and seed.
-        augment: ``partial`` of :class:`BatchAugment` for in-memory data (mean/std come from here).
+        augment: ``partial`` of a batch augmentation (:class:`BatchAugment`, ``SimCLRAugment``; mean/std come from
+            here), run on the device on every training batch: on whole images of in-memory data, on the crops
+            of file-based data (after the per-image crop, flip and ``color_jitter`` of :meth:`_file_transform`).
         image_size / resize: crop size and test-time resize of file-based data sets.
         color_jitter: brightness/contrast/saturation jitter of file-based training images (``None``: off).
         train_reflect_pad: pixels of reflect padding before the random-resized crop of file-based training images
@@ -325,6 +327,8 @@ class LongTailDataModule(L.LightningDataModule):
 
     def _loader(self, split, train: bool, sampler=None, batch_size: int | None = None, drop_last: bool = False,
                 loader_class: type[DataLoader] = DataLoader) -> DataLoader:
+        """A loader of ``split`` for any data source: in-memory arrays gathered a batch at a time, files decoded
+        per image (``train``: the training crop). ``drop_last`` drops the last incomplete batch on both paths."""
         batch_size = batch_size or (self.batch_size if train else self.eval_batch_size)
         pin_memory = self.pin_memory and torch.cuda.is_available()
         if isinstance(split, ArraySplit):
@@ -334,6 +338,7 @@ class LongTailDataModule(L.LightningDataModule):
                 sampler=sampler,
                 collate_fn=_whole_batch,
                 pin_memory=pin_memory,
+                drop_last=drop_last,
             )
         return loader_class(
             FileImageDataset(split, self._file_transform(train)),

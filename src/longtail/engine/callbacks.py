@@ -12,12 +12,22 @@ from lightning.pytorch.callbacks import Callback
 
 
 class ModelCheckpoint(callbacks.ModelCheckpoint):
-    """Lightning's checkpointing, with ``last.ckpt`` rewritten after every validation.
+    """Lightning's checkpointing, with ``last.ckpt`` rewritten after every validation and ties going to the later
+    epoch.
 
     Lightning 2.6 writes ``last.ckpt`` only when a top-k checkpoint was saved in the same step, so with a
     monitored metric that stops improving ``last.ckpt`` stays at the best epoch, and a killed run would resume
-    from there instead of from its last epoch.
+    from there instead of from its last epoch. Lightning keeps the earlier of two epochs with equal scores; here the
+    later one wins (docs/methods/README.md §5): a held-out accuracy that has not moved yet would otherwise select the
+    first epoch, before the model has trained.
     """
+
+    def check_monitor_top_k(self, trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None or self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return super().check_monitor_top_k(trainer, current)
+        at_least_as_good = {"min": torch.le, "max": torch.ge}[self.mode]
+        decision = at_least_as_good(current, self.best_k_models[self.kth_best_model_path])
+        return trainer.strategy.reduce_boolean_decision(bool(decision))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)

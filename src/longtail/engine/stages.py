@@ -25,6 +25,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from longtail.engine.callbacks import TrainingCost
+from longtail.engine.convergence import stage_convergence
+from longtail.engine.reuse import find_twin, reuse_twin, stage_key
 from longtail.engine.schedule_scale import scale_stage
 from longtail.reporting.results import write_results
 
@@ -63,7 +65,8 @@ def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
         keys = [k for k in overrides if k not in STAGE_KEYS]
         stage_cfg = merge_overrides(base, OmegaConf.masked_copy(overrides, keys))
         stage_cfg = scale_stage(stage_cfg, float(OmegaConf.select(cfg, "schedule.scale", default=1)), name,
-                                int(OmegaConf.select(cfg, "schedule.min_epochs", default=0)))
+                                int(OmegaConf.select(cfg, "schedule.min_epochs", default=0)),
+                                int(OmegaConf.select(cfg, "schedule.min_warmup_steps", default=0)))
         stage_cfg = apply_shared_selection(stage_cfg, OmegaConf.select(cfg, "shared_protocol.selection"))
         if cfg.get("debug") is not None:
             stage_cfg = merge_overrides(stage_cfg, cfg.debug)
@@ -206,16 +209,20 @@ def evaluate_selected(trainer, model, datamodule, selected: str, handback: Path)
     return model.test_results
 
 
-def training_cost(trainer, model) -> dict:
-    """The stage's cost: images processed in training and its wall seconds (:class:`TrainingCost`), the network's
-    parameters and its GFLOPs per test image (multiply-adds, :mod:`longtail.reporting.flops`)."""
+def training_cost(trainer) -> dict:
+    """What the whole fit cost: images processed in training and its wall seconds (:class:`TrainingCost`), read
+    before the test restores the selected checkpoint (and with it the cost up to that epoch)."""
+    cost = next(c for c in trainer.callbacks if isinstance(c, TrainingCost))
+    return {"train_images": cost.images, "train_seconds": round(cost.seconds, 3)}
+
+
+def inference_cost(model) -> dict:
+    """The network's parameters and its GFLOPs per test image (multiply-adds, :mod:`longtail.reporting.flops`)."""
     import torch
 
     from longtail.reporting.flops import gflops
 
-    cost = next(c for c in trainer.callbacks if isinstance(c, TrainingCost))
-    numbers = {"train_images": cost.images, "train_seconds": round(cost.seconds, 3),
-               "parameters": sum(p.numel() for p in model.network.parameters())}
+    numbers = {"parameters": sum(p.numel() for p in model.network.parameters())}
     if model.test_image_shape is not None:
         image = torch.zeros(1, *model.test_image_shape, device=model.device)
         was_training = model.training
@@ -235,6 +242,7 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     trainer, checkpointing, loggers = build_trainer(cfg, stage_dir, datamodule.has_val and model.has_classifier)
     selected = fit_and_select(trainer, model, datamodule, checkpointing, stage_dir / "checkpoints" / "last.ckpt",
                               cfg.stage_name)
+    fitted = {**training_cost(trainer), **stage_convergence(trainer, model, checkpointing)}
     monitor = checkpointing.monitor if checkpointing else None
     results = {
         **evaluate_selected(trainer, model, datamodule, selected, stage_dir / ".test_results.json"),
@@ -248,7 +256,8 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
         "selection": f"best {monitor}" if monitor else "last epoch",
         "epochs": cfg.trainer.max_epochs if model.requires_training else 0,
         "schedule_scale": float(OmegaConf.select(cfg, "schedule.scale", default=1)),
-        **training_cost(trainer, model),
+        **fitted,
+        **inference_cost(model),
     }
     if monitor and checkpointing.best_model_score is not None:
         results[monitor] = float(checkpointing.best_model_score)
@@ -261,16 +270,18 @@ def run_stage(cfg: DictConfig, stage_dir: Path, init_from: str | None) -> tuple[
     return results, selected
 
 
-def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
+def run_experiment(cfg: DictConfig, output_dir: Path, twins_in: Path | None = None) -> dict:
     """Run every stage in order; return the last stage's results with the whole run's training cost
     (``run/train_images``, ``run/train_seconds``, ``run/epochs`` per stage) and what a comparison table needs
     (:func:`table_description`). Each stage's ``results.json`` gets the cost of the stages that made its model
-    (itself and, back along ``init_stage`` or the previous stage, its predecessors), so a stage can be a row."""
+    (itself and, back along ``init_stage`` or the previous stage, its predecessors), so a stage can be a row. A stage
+    identical to one finished under ``twins_in`` (a sweep's folder) reuses it (:mod:`longtail.engine.reuse`)."""
     import lightning as L
 
     report_skipped_overrides(cfg)
     init_from = cfg.get("init_from")
     checkpoints: dict[str, str] = {}
+    keys: dict[str, str] = {}
     results: dict = {}
     totals: dict = {"run/train_images": 0, "run/train_seconds": 0.0, "run/epochs": {}}  # over every stage
     lineage: dict[str, dict] = {}  # stage -> the cost of the stages that made its model
@@ -282,9 +293,14 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
                 raise ValueError(f"stage '{name}' starts from stage '{stage_cfg.init_stage}', which has not run before it")
             init_from = checkpoints[stage_cfg.init_stage]
         done = output_dir / name / "results.json"
+        start = keys.get(stage_cfg.init_stage or previous) or (str(init_from) if init_from else None)
+        keys[name] = stage_key(stage_cfg, start)
+        twin = None if done.is_file() else find_twin(keys[name], twins_in, done.parent)
         if done.is_file():
             log.info("stage '%s' already finished in %s; reusing it", name, done.parent)
             results = json.loads(done.read_text())
+        elif twin is not None:
+            results = reuse_twin(twin, done.parent, name)
         else:
             results, _ = run_stage(stage_cfg, output_dir / name, init_from)
             if stage_cfg.evaluates is not None:
@@ -294,7 +310,7 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> dict:
             cost["run/train_images"] += results.get("train_images", 0)
             cost["run/train_seconds"] += results.get("train_seconds", 0.0)
             cost["run/epochs"][name] = results.get("epochs")
-        record_lineage(output_dir / name / "results.json", lineage[name])
+        record_lineage(output_dir / name / "results.json", {**lineage[name], "stage_key": keys[name]})
         previous = name
     return {**results, **totals, **table_description(cfg)}
 
@@ -335,10 +351,12 @@ def record_lineage(stage_results: Path, cost: dict) -> None:
 
 def table_description(cfg: DictConfig) -> dict:
     """What ``longtail.report`` needs beyond the numbers: the suite's protocol, the rows this run gives
-    (stage -> label and published top-1) and how the paper's protocol differed."""
+    (stage -> label and published top-1), how the paper's protocol differed, and the suite's rows that were not run
+    here (``not_run``: label, what they need, their command)."""
     keys = ("shared_protocol", "table_rows", "paper_protocol_note")
     found = {key: OmegaConf.select(cfg, key) for key in keys}
     found["shared_protocol"] = OmegaConf.select(cfg, "shared_protocol.name")
+    found["not_run"] = OmegaConf.select(cfg, "shared_protocol.not_run")
     return {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
             for key, value in found.items() if value is not None}
 

@@ -50,11 +50,18 @@ class LongTailModule(L.LightningModule):
     #: constructor arguments counted in epochs, which schedule.scale scales (periods stay >= 1)
     epoch_counts: tuple[str, ...] = ()
     epoch_periods: tuple[str, ...] = ()
+    #: the fewest epochs schedule.scale leaves a stage of this method (never more than its recipe's): a stage that
+    #: calibrates or evaluates another stage's model needs its budget whatever the main stage's length; ``None``:
+    #: never shortened (longtail.engine.schedule_scale)
+    min_scaled_epochs: int | None = 0
     #: True for a stage that starts from a trained model (cRT, LWS, τ-norm, routers, IP-DPP): without
     #: ``init_from`` or a previous stage, the run stops with a message instead of training from scratch
     needs_init: bool = False
     #: False for a post-hoc stage without optimisation (τ-norm): it is validated and saved, not fitted
     requires_training: bool = True
+    #: True where the logged ``train/loss`` is a cross-entropy over the C classes, so that a trained model's ends
+    #: below ln C (longtail.engine.convergence); False for sums of several losses (RIDE, DRO-LT) and other objectives
+    cross_entropy_loss: bool = True
 
     #: images the last training step processed besides its batch (Difficulty-Net's meta batch), for the cost
     side_images_in_step: int = 0

@@ -53,6 +53,8 @@ class DROLT(LongTailModule):
             of the CE term (docs/methods/drolt.md §2, off in the published command).
     """
 
+    cross_entropy_loss = False  # weighted CE plus the robust loss
+
     results_keys = ("test/ncm_acc", "test/ncm_acc_many", "test/ncm_acc_medium", "test/ncm_acc_few", "drolt/epsilons")
     plots = (MethodPlot("epsilons.png", ("drolt/epsilons", "train_class_counts"),
                         "longtail.reporting.plots.class_epsilons"),)

@@ -37,6 +37,8 @@ class RIDE(LongTailModule):
         teacher_checkpoint: path of a teacher RIDE checkpoint (distillation without a teacher stage).
     """
 
+    cross_entropy_loss = False  # the experts' losses summed, with the diversity term
+
     epoch_counts = ("drw_start",)
     bench_rows = {"ride": BenchRow(("model=ride_resnet32", "method=ride", "loss=ride", "augment=cifar_ride"))}
 
@@ -106,9 +108,13 @@ class RIDERouter(LongTailModule):
             fractions p_E = 1) or only the first (``one``); ``None`` lets the router decide.
     """
 
+    cross_entropy_loss = False  # a binary cross-entropy per expert
+
     results_keys = ("test/acc_router", "test/acc_router_many", "test/acc_router_medium", "test/acc_router_few",
                     "test/experts_per_sample", "test/expert_fractions", "test/gflops_router", "test/gflops_all_experts")
 
+    #: five epochs on a frozen model: cheap, and what the router needs to route at all
+    min_scaled_epochs = None
     needs_init = True
 
     def __init__(self, network: nn.Module, router: Callable[..., nn.Module], pos_weight: float = 100.0,

@@ -16,12 +16,28 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import get_method
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 GROUP_COLOURS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
 VAL_CURVES = (("overall", "val/acc"), ("many", "val/acc_many"), ("medium", "val/acc_medium"), ("few", "val/acc_few"))
 MAX_LABELLED_CLASSES = 30
+# one style per table row: tab20's strong shades first, then its light ones, so the first ten rows differ in hue
+METHOD_COLOURS = tuple(to_hex(c) for c in (colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]))
+METHOD_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 markers against 20 colours: 140 distinct pairs
+METHOD_HATCHES = ("", "//", "..", "xx", "\\\\")
+
+
+def method_style(index: int) -> dict:
+    """The colour, marker and (for bars) hatch of the table's row ``index``, the same in every figure of a table.
+
+    Colours and markers cycle together (20 and 7 are coprime), so no two of the first 140 rows share a (colour,
+    marker) pair; the hatch changes once the colours wrap, so no two of the first 100 bars share (colour, hatch)."""
+    return {"color": METHOD_COLOURS[index % len(METHOD_COLOURS)],
+            "marker": METHOD_MARKERS[index % len(METHOD_MARKERS)],
+            "hatch": METHOD_HATCHES[index // len(METHOD_COLOURS) % len(METHOD_HATCHES)]}
 
 
 def _floats(values) -> np.ndarray:

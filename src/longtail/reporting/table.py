@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+DEFAULT_THRESHOLDS = (100, 20)  # metrics.shot_thresholds: many > 100 training images, few < 20
 COLUMNS = (("top-1", "test/acc"), ("many", "test/acc_many"), ("medium", "test/acc_medium"), ("few", "test/acc_few"), ("ECE", "test/ece"))
 
 
@@ -45,7 +46,8 @@ def format_table(results: dict, title: str = "test", thresholds=(100, 20)) -> st
 
     A multi-expert run with a router adds a row for the routed prediction, with the mean number
     of experts per sample and the GFLOPs per image of both. A run that tested a subset (``debug=smoke``, a
-    limited test set) says so above the table. A shot group without a class under ``thresholds``
+    limited test set) says so above the table, and so does a stage that did not train (``"converged": false``,
+    with its ``converged_reason``). A shot group without a class under ``thresholds``
     (``metrics.shot_thresholds``: many > first, few < second) gets a footnote below it, after a blank line so
     that Markdown does not read it as a row.
     """
@@ -57,7 +59,10 @@ def format_table(results: dict, title: str = "test", thresholds=(100, 20)) -> st
         rows[0] = rows[0].replace("| all |", f"| all experts ({results['test/gflops_all_experts']:.3f} GFLOPs) |")
         label = f"router ({results['test/experts_per_sample']:.2f} experts, {results['test/gflops_router']:.3f} GFLOPs)"
         rows.append(f"| {label} | " + " | ".join(routed) + " | |")
-    subset = [f"SUBSET — {results['subset']}"] if results.get("subset") else []
+    above = [f"SUBSET — {results['subset']}"] if results.get("subset") else []
+    if results.get("converged") is False:
+        above.append(f"NOT CONVERGED — {results.get('converged_reason') or 'no reason recorded'}: "
+                     "these are not the accuracies of a trained model")
     notes = empty_group_notes(results, thresholds)
     footnotes = ["", *notes] if notes else []
-    return "\n".join([f"\n{title}", *subset, header, rule, *rows, *footnotes, ""])
+    return "\n".join([f"\n{title}", *above, header, rule, *rows, *footnotes, ""])
