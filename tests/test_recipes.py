@@ -704,6 +704,15 @@ RECIPES = {
     "ipdpp_cifar100": ipdpp_cifar(100, encoder="resnet34_cifar", bns_batch=512, bns_lr=2e-3, probe_cap=50,
                                   probe_warmup=5, probe_strength=1.0, k=50, f=20, thresholds=[100, 20]),
     "ipdpp_imagenet_lt": IPDPP_IMAGENET,  # experimental (library choices)
+    # §3 from a CE-trained ResNet-32 (the CPU suite's IP-DPP row): the CIFAR-10 fine-tuning recipe on that encoder
+    "ipdpp_ce_cifar10": {"train": {**cifar_lt(10), "method._target_": ERM, "method.loss._target_": CE,
+                                   "method.network.backbone": "resnet32", "trainer.max_epochs": 200,
+                                   "method.optimizer._target_": SGD},
+                         "ipdpp": {**ipdpp_cifar(10, encoder="resnet32", bns_batch=1024, bns_lr=4e-3, probe_cap=100,
+                                                 probe_warmup=20, probe_strength=2.0, k=500, f=10,
+                                                 thresholds=[100, 20])["ipdpp"],
+                                   # the CE model's input normalisation, not BNS's raw [0, 1] images
+                                   "datamodule.mean": [0.4914, 0.4822, 0.4465], "datamodule.std": [0.2023, 0.1994, 0.201]}},
 }
 
 
@@ -769,6 +778,7 @@ FIDELITY = {
     **{e: DIFFNET_LISTS_REFERENCE for e in ("diffnet_imagenet_lt_resnet10", "diffnet_imagenet_lt_resnet50",
                                             "diffnet_places_lt_resnet152")},
     **{e: IPDPP_REFERENCE for e in ("ipdpp_cifar10", "ipdpp_cifar100", "ipdpp_imagenet_lt")},
+    "ipdpp_ce_cifar10": {"ipdpp": IPDPP_REFERENCE["ipdpp"]},
 }
 
 

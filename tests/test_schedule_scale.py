@@ -90,11 +90,11 @@ def test_a_stage_too_short_for_its_milestones_is_lengthened_to_hold_them():
         4, [2, 3], 2)
 
 
-def test_a_period_that_leaves_one_draw_is_refused_before_training_naming_the_key():
-    from longtail.config.validation import stage_problem
-
-    cfg = compose_config(["experiment=ipdpp_cifar10", "schedule.scale=0.04", "ipdpp.redraw_every=100"])
-    assert "f=20 in 20 epochs never re-draws" in stage_problem(cfg) and "redraw_every" in stage_problem(cfg)
+def test_a_period_the_recipe_repeats_still_repeats():
+    """f = 49 in 100 epochs re-draws twice; at 0.04 IP-DPP keeps 20 epochs and round(9.8) = 10 would never re-draw
+    (the last epoch takes no draw), so f becomes 9."""
+    ipdpp = stages("ipdpp_cifar10", "schedule.scale=0.04", "ipdpp.redraw_every=49")["ipdpp"]
+    assert ipdpp["method"]["redraw_every"] == 9 and redraw_epochs(20, 9) == [8, 17]
 
 
 def test_a_router_keeps_its_epochs_and_a_stage_scaled_to_zero_is_refused():

@@ -16,8 +16,8 @@ value of the stage with the same factor s' = L'/L:
   order, equal ones stay equal (LDAM-DRW's DRW starts at its first milestone), and a point after the warm-up stays
   after it; a point at 0 stays at 0. The stage is lengthened where a point the recipe has inside it would not fit
   (a 30-epoch stage with milestones 10/20 keeps 3 epochs at scale 0.04, not 1 with a decay before the first step).
-* **Periods** (``epoch_periods``, IP-DPP's re-draw f): round(s'·f), at least 1; the method refuses a period that
-  cannot do what it is for (``config_conflict``: IP-DPP keeps at least two draws), before training, naming the key.
+* **Periods** (``epoch_periods``, IP-DPP's re-draw f): round(s'·f), at least 1, and short enough that a period the
+  recipe repeats still repeats (IP-DPP keeps at least two draws).
 
 ``s = 1`` leaves the config untouched. Values reached through interpolation are read before any is rewritten, so a
 key that follows another (a cosine horizon reading ``trainer.max_epochs``) is scaled once.
@@ -90,10 +90,11 @@ def scale_stage(stage_cfg: DictConfig, scale: float, stage: str, min_epochs: int
     warmup = found.pop(WARMUP, 0)
     if warmup:
         new.update(_scaled_warmup(stage_cfg, warmup, factor, min_warmup_steps))
-    new.update({key: max(1, scaled(found.pop(key), factor)) for key in periods if key in found})
+    recipe_periods = {key: found.pop(key) for key in periods if key in found}
     points = _scaled_points(found, factor, warmup, new.get(WARMUP, 0))
     new.update(points)
     new[LENGTH] = max(new_length, _room_for(found, points, length))
+    new.update({key: _scaled_period(period, factor, length, new[LENGTH]) for key, period in recipe_periods.items()})
     for key in new:
         _own_parents(stage_cfg, key)
     for key, value in new.items():
@@ -122,6 +123,15 @@ def _scaled_points(points: dict, factor: float, warmup: float, new_warmup: float
         mapped[n] = previous = max(scaled(n, factor), lowest)
     return {key: [mapped[int(n)] for n in value] if isinstance(value, (list, tuple)) or OmegaConf.is_list(value)
             else mapped[int(value)] for key, value in points.items()}
+
+
+def _scaled_period(period: int, factor: float, recipe_length: int, length: int) -> int:
+    """round(factor·period), at least 1, and short enough to start at least twice more inside the stage where the
+    recipe's does (IP-DPP keeps its re-draws)."""
+    scaled_period = max(1, scaled(period, factor))
+    if recipe_length > 2 * period:
+        scaled_period = min(scaled_period, max(1, (length - 1) // 2))
+    return scaled_period
 
 
 def _room_for(points: dict, new_points: dict, length: int) -> int:

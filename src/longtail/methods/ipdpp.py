@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from longtail.common.checkpoint import CHECKPOINT_KEY, load_prefix
@@ -166,13 +165,8 @@ class IPDPPFineTuning(ERM):
 
     @classmethod
     def config_conflict(cls, stage_cfg) -> tuple[str, str] | None:
-        """IP-DPP trains on a capped subset whose cap is its k, and re-draws it at least once (docs/methods/ipdpp.md
-        §3)."""
+        """IP-DPP trains on a capped subset whose cap is its k (docs/methods/ipdpp.md §3)."""
         method, sampler = stage_cfg.method, stage_cfg.get("sampler")
-        epochs = OmegaConf.select(stage_cfg, "trainer.max_epochs")
-        if epochs and not redraw_epochs(int(epochs), int(method.redraw_every)):
-            return "method.redraw_every", (f"IP-DPP draws its subset again every f epochs, but f={method.redraw_every} "
-                                           f"in {epochs} epochs never re-draws: use a smaller f or more epochs")
         target = str(sampler.get("_target_", "")) if hasattr(sampler, "get") else ""
         if not target.endswith(".CappedSubsetSampler"):
             return "sampler", f"IP-DPP trains on min(n_c, k) images per class: it needs sampler=capped_subset (got {target or sampler})"
